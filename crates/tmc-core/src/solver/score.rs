@@ -1,0 +1,88 @@
+//! Soft scoring: preferences, prioritizers and `PreferNoSchedule` taints, as integers.
+//!
+//! A cluster's score is
+//! `sum(matched preference weights) + sum(prioritizer weight * value) - 100 * untolerated PreferNoSchedule taints`,
+//! where each prioritizer value is in 0..=100. Without `prioritizers` the defaults are `Steady`
+//! and `LeastAllocated`, weight 1 each. Scores only order clusters; they never override a hard
+//! constraint.
+
+use std::collections::BTreeMap;
+
+use super::fleet::{Demand, Fleet, Usage};
+use crate::{Prioritizer, PrioritizerName, Workload};
+
+/// Score points removed per untolerated `PreferNoSchedule` taint.
+pub(crate) const PREFER_NO_SCHEDULE_PENALTY: i64 = 100;
+
+const DEFAULT_PRIORITIZERS: [Prioritizer; 2] = [
+    Prioritizer { name: PrioritizerName::Steady, weight: 1 },
+    Prioritizer { name: PrioritizerName::LeastAllocated, weight: 1 },
+];
+
+/// Scores each cluster of `cands` for `w` given the batch's usage so far.
+pub(crate) fn score(
+    w: &Workload,
+    fleet: &Fleet<'_>,
+    usage: &Usage,
+    demand: &Demand,
+    cands: &[usize],
+    previous: &BTreeMap<usize, u64>,
+    prefer_no_schedule: impl Fn(usize) -> u32,
+) -> Vec<i64> {
+    let prioritizers: &[Prioritizer] = if w.prioritizers.is_empty() { &DEFAULT_PRIORITIZERS } else { &w.prioritizers };
+    let max_on = cands.iter().map(|&c| usage.workloads_on[c]).max().unwrap_or(0).max(1);
+    let costs: Vec<f64> = cands.iter().filter_map(|&c| fleet.clusters[c].cost).collect();
+    let (min_cost, max_cost) =
+        costs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+    cands
+        .iter()
+        .map(|&c| {
+            let cluster = fleet.clusters[c];
+            let mut total: i64 = 0;
+            for p in &w.preferences {
+                let labels_ok = p.label_selector.as_ref().is_none_or(|s| s.matches(&cluster.labels));
+                let location_ok = p.location_selector.as_ref().is_none_or(|s| s.matches(cluster));
+                if labels_ok && location_ok {
+                    total += i64::from(p.weight);
+                }
+            }
+            for p in prioritizers {
+                let value: i64 = match p.name {
+                    PrioritizerName::Balance => 100 - 100 * i64::from(usage.workloads_on[c]) / i64::from(max_on),
+                    PrioritizerName::Steady => {
+                        if previous.contains_key(&c) {
+                            100
+                        } else {
+                            0
+                        }
+                    }
+                    PrioritizerName::LeastAllocated => least_allocated(fleet, usage, demand, c),
+                    PrioritizerName::MostAllocated => 100 - least_allocated(fleet, usage, demand, c),
+                    PrioritizerName::Cost => match cluster.cost {
+                        None => 0,
+                        Some(_) if max_cost <= min_cost => 100,
+                        // Costs are validated finite and >= 0, so this stays within 0..=100.
+                        Some(x) => (100.0 * (max_cost - x) / (max_cost - min_cost)).round() as i64,
+                    },
+                };
+                total += i64::from(p.weight) * value;
+            }
+            total - PREFER_NO_SCHEDULE_PENALTY * i64::from(prefer_no_schedule(c))
+        })
+        .collect()
+}
+
+/// Average free fraction (0..=100) of the requested resources after one more replica, like
+/// kube-scheduler's LeastAllocated. Resources the cluster leaves unlimited count as fully free.
+fn least_allocated(fleet: &Fleet<'_>, usage: &Usage, demand: &Demand, c: usize) -> i64 {
+    if demand.0.is_empty() {
+        return 100;
+    }
+    let mut sum = 0u64;
+    for &(r, q) in &demand.0 {
+        let cap = fleet.capacity[c][r];
+        let after = fleet.free[c][r].saturating_sub(usage.used[c][r]).saturating_sub(q);
+        sum += if cap == crate::Quantity::MAX { 1000 } else { after.per_mille_of(cap) };
+    }
+    i64::try_from(sum / demand.0.len() as u64 / 10).unwrap_or(100)
+}
