@@ -8,3 +8,6 @@ pub mod render;
 pub mod scenario;
 
 pub use scenario::{DEFAULT_SCENARIO, ScenarioError, load_scenario, parse_scenario};
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod generate;

@@ -1,0 +1,1 @@
+//! Deterministic synthetic scenarios (owned by the bench work).
