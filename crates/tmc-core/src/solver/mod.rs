@@ -60,10 +60,13 @@ pub fn solve_validated(input: &PlacementInput) -> Plan {
     // Stage B: complete partial keeps and place everything else, highest priority first.
     let mut placements = Vec::with_capacity(contexts.len());
     for (wc, kept) in contexts.iter_mut().zip(kept) {
+        // A kept decision is already in `usage`; take it out so the outcome is added exactly once.
+        if let Some(k) = &kept {
+            usage.remove(&k.counts, &wc.demand);
+        }
         let outcome = match kept {
             Some(k) if k.complete => Outcome::kept(k),
             Some(k) => {
-                usage.remove(&k.counts, &wc.demand);
                 let extended = wc.attempt(&fleet, &usage, k.term, &k.counts);
                 let grows = k.counts.iter().all(|(c, n)| extended.counts.get(c).is_some_and(|m| m >= n));
                 if grows { extended } else { Outcome { counts: k.counts, ..extended } }
@@ -290,8 +293,9 @@ impl<'a> WorkloadCtx<'a> {
                 continue;
             }
             let (fit, binding) = fleet.fit(usage, c, &self.demand);
+            // `usage` excludes the floor, so `fit` already counts the room the kept replicas use.
             let kept_here = floor.get(&c).copied().unwrap_or(0);
-            let cap = fit.saturating_add(kept_here).min(keep_cap);
+            let cap = fit.min(keep_cap);
             if cap < need && kept_here == 0 {
                 let mut reasons = check.reasons.clone();
                 if fit < need {
@@ -390,7 +394,7 @@ impl<'a> WorkloadCtx<'a> {
             }
         };
         // Safety net: never commit a decision set that breaks a hard constraint.
-        let counts = match self.violation(fleet, usage, &counts, &raw, floor) {
+        let counts = match self.violation(fleet, usage, &counts, &raw) {
             None => counts,
             Some(v) => {
                 notes.push(v);
@@ -496,12 +500,11 @@ impl<'a> WorkloadCtx<'a> {
         usage: &Usage,
         counts: &BTreeMap<usize, u64>,
         caps: &BTreeMap<usize, u64>,
-        floor: &BTreeMap<usize, u64>,
     ) -> Option<String> {
         let r = self.replicas();
         let rs = &self.w.replica_scheduling;
         for (&c, &n) in counts {
-            let room = fleet.fit(usage, c, &self.demand).0.saturating_add(floor.get(&c).copied().unwrap_or(0));
+            let room = fleet.fit(usage, c, &self.demand).0;
             if n > room || caps.get(&c).is_none_or(|&cap| n > cap) {
                 return Some(format!("internal: {} would be overcommitted", fleet.clusters[c].name));
             }

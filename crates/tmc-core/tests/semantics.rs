@@ -1,0 +1,383 @@
+//! Data-driven tests of the placement semantics: each case is a small YAML input and the plan
+//! it must produce, rendered one line per workload as `ns/name Phase cluster=replicas ...`.
+
+use tmc_core::{Phase, PlacementInput, Plan, solve};
+
+fn solve_yaml(yaml: &str) -> Plan {
+    let input: PlacementInput = serde_saphyr::from_str(yaml).unwrap_or_else(|e| panic!("bad test YAML: {e}"));
+    solve(&input).unwrap_or_else(|e| panic!("invalid test input: {e}"))
+}
+
+fn render(plan: &Plan) -> String {
+    plan.placements
+        .iter()
+        .map(|p| {
+            let mut line = format!("{} {:?}", p.workload, p.phase);
+            for d in &p.decisions {
+                line.push_str(&format!(" {}={}", d.cluster, d.replicas));
+            }
+            if let Some(g) = &p.affinity_group {
+                line.push_str(&format!(" group={g}"));
+            }
+            line
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[track_caller]
+fn check(yaml: &str, expect: &str) -> Plan {
+    let plan = solve_yaml(yaml);
+    let got = render(&plan);
+    let want: Vec<&str> = expect.trim().lines().map(str::trim).collect();
+    assert_eq!(got, want.join("\n"), "\n--- input ---\n{yaml}");
+    plan
+}
+
+const THREE: &str = "
+clusters:
+  - {name: a, labels: {env: prod, gen: '3'}, location: {provider: aws, region: eu, zone: eu-1}, capacity: {cpu: '10'}}
+  - {name: b, labels: {env: prod, gen: '5'}, location: {provider: gcp, region: us, zone: us-1}, capacity: {cpu: '10'}}
+  - {name: c, labels: {env: dev}, location: {provider: aws, region: eu, zone: eu-2}, capacity: {cpu: '10'}}
+";
+
+fn with(clusters: &str, workloads: &str) -> String {
+    format!("{clusters}\nworkloads:\n{workloads}")
+}
+
+#[test]
+fn label_selectors_follow_kubernetes() {
+    let cases = [
+        ("{matchLabels: {env: prod}}", "a=1 b=1"),
+        ("{matchExpressions: [{key: env, operator: NotIn, values: [prod]}]}", "c=2"),
+        ("{matchExpressions: [{key: gen, operator: DoesNotExist}]}", "c=2"),
+        ("{matchExpressions: [{key: gen, operator: Exists}]}", "a=1 b=1"),
+        ("{matchExpressions: [{key: gen, operator: Gt, values: ['4']}]}", "b=2"),
+        ("{matchExpressions: [{key: gen, operator: Lt, values: ['4']}]}", "a=2"),
+        ("{}", "a=1 b=1"),
+    ];
+    for (selector, want) in cases {
+        let yaml = with(
+            THREE,
+            &format!(
+                "  - {{name: w, replicas: 2, resources: {{cpu: '1'}}, clusterAffinity: {{labelSelector: {selector}}}, replicaScheduling: {{type: Divided, division: Weighted}}}}"
+            ),
+        );
+        let plan = solve_yaml(&yaml);
+        let got: Vec<String> =
+            plan.placements[0].decisions.iter().map(|d| format!("{}={}", d.cluster, d.replicas)).collect();
+        assert_eq!(got.join(" "), want, "selector {selector}");
+    }
+}
+
+#[test]
+fn exclude_always_wins_and_names_restrict() {
+    check(
+        &with(
+            THREE,
+            "  - {name: w, replicas: 4, replicaScheduling: {type: Divided, division: Weighted}, clusterAffinity: {clusterNames: [a, b], exclude: [b]}}",
+        ),
+        "default/w Scheduled a=4",
+    );
+    check(
+        &with(
+            THREE,
+            "  - {name: w, replicas: 4, clusterAffinity: {locationSelector: {providers: [aws], zones: [eu-2]}}}",
+        ),
+        "default/w Scheduled c=4",
+    );
+}
+
+#[test]
+fn taints_and_tolerations() {
+    let clusters = "
+clusters:
+  - {name: a, capacity: {cpu: '10'}, taints: [{key: maintenance, value: 'true', effect: NoSchedule}]}
+  - {name: b, capacity: {cpu: '10'}, taints: [{key: spot, effect: PreferNoSchedule}]}
+  - {name: c, capacity: {cpu: '10'}, ready: false}
+";
+    // Untolerated NoSchedule and the not-ready NoExecute filter; PreferNoSchedule only scores.
+    check(
+        &with(clusters, "  - {name: w, replicas: 3, replicaScheduling: {type: Duplicated}}"),
+        "default/w Scheduled b=3",
+    );
+    // Empty key + Exists tolerates everything; Duplicated then uses all three.
+    check(
+        &with(
+            clusters,
+            "  - {name: w, replicas: 1, replicaScheduling: {type: Duplicated}, tolerations: [{operator: Exists}]}",
+        ),
+        "default/w Scheduled a=1 b=1 c=1",
+    );
+    // A toleration with an empty effect matches every effect of that key.
+    check(
+        &with(
+            clusters,
+            "  - {name: w, replicas: 1, replicaScheduling: {type: Duplicated}, tolerations: [{key: maintenance, value: 'true'}]}",
+        ),
+        "default/w Scheduled a=1 b=1",
+    );
+    // A NoExecute toleration with tolerationSeconds does not admit new replicas.
+    check(
+        &with(
+            clusters,
+            "  - {name: w, replicas: 1, replicaScheduling: {type: Duplicated}, tolerations: [{key: tmc.kcp.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 60}]}",
+        ),
+        "default/w Scheduled b=1",
+    );
+    // PreferNoSchedule lowers the score: with one cluster to pick, the untainted one wins.
+    let two = "
+clusters:
+  - {name: a, capacity: {cpu: '10'}, taints: [{key: spot, effect: PreferNoSchedule}]}
+  - {name: b, capacity: {cpu: '10'}}
+";
+    check(&with(two, "  - {name: w, replicas: 2, numberOfClusters: 1}"), "default/w Scheduled b=2");
+}
+
+#[test]
+fn cordon_blocks_new_replicas_only() {
+    let yaml = "
+clusters:
+  - {name: a, capacity: {cpu: '10'}, unschedulable: true}
+  - {name: b, capacity: {cpu: '10'}}
+workloads:
+  - {name: old, replicas: 2, resources: {cpu: '1'}}
+  - {name: new, replicas: 2, resources: {cpu: '1'}, clusterAffinity: {clusterNames: [a]}}
+previous:
+  - {workload: default/old, decisions: [{cluster: a, replicas: 2}]}
+";
+    let plan = check(yaml, "default/new Unschedulable\ndefault/old Scheduled a=2");
+    assert_eq!(
+        plan.placements[0].message,
+        "0/2 clusters are available: 1 did not match cluster affinity, 1 were cordoned."
+    );
+}
+
+#[test]
+fn capacity_is_hard_and_counted_across_the_batch() {
+    let yaml = "
+clusters:
+  - {name: a, capacity: {cpu: '4', memory: 8Gi, pods: 3}, allocated: {cpu: '1'}}
+workloads:
+  - {name: big, replicas: 2, priority: 10, resources: {cpu: '1', memory: 1Gi}}
+  - {name: small, replicas: 5, resources: {cpu: 500m}}
+  - {name: gpu, replicas: 1, resources: {nvidia.com/gpu: '1'}}
+";
+    // 3 cpu free; pods 3: big takes 2 pods, small gets the last pod.
+    let plan =
+        check(yaml, "default/big Scheduled a=2\ndefault/gpu Unschedulable\ndefault/small PartiallyScheduled a=1");
+    let gpu = &plan.placements[1];
+    assert_eq!(gpu.message, "0/1 clusters are available: 1 had insufficient nvidia.com/gpu.");
+    assert_eq!(plan.placements[2].message, "1/1 clusters are available. Placed 1/5 replicas.");
+}
+
+#[test]
+fn duplicated_uses_exactly_n_or_all_feasible() {
+    check(
+        &with(THREE, "  - {name: w, replicas: 3, replicaScheduling: {type: Duplicated}}"),
+        "default/w Scheduled a=3 b=3 c=3",
+    );
+    check(
+        &with(
+            THREE,
+            "  - {name: w, replicas: 3, replicaScheduling: {type: Duplicated}, numberOfClusters: 2, preferences: [{weight: 10, labelSelector: {matchLabels: {env: dev}}}]}",
+        ),
+        "default/w Scheduled a=3 c=3",
+    );
+    let plan = check(
+        &with(
+            THREE,
+            "  - {name: w, replicas: 4, resources: {cpu: '2'}, replicaScheduling: {type: Duplicated}, numberOfClusters: 4}",
+        ),
+        "default/w PartiallyScheduled a=4 b=4 c=4",
+    );
+    assert_eq!(
+        plan.placements[0].message,
+        "3/3 clusters are available. numberOfClusters needs 4 clusters, 3 could hold all 4 replicas."
+    );
+    let plan = check(
+        &with(THREE, "  - {name: w, replicas: 6, resources: {cpu: '2'}, replicaScheduling: {type: Duplicated}}"),
+        "default/w Unschedulable",
+    );
+    assert_eq!(plan.placements[0].message, "0/3 clusters are available: 3 had insufficient cpu.");
+}
+
+#[test]
+fn divided_weighted_uses_largest_remainder() {
+    let weights = "weights: [{clusterNames: [a], weight: 2}, {clusterNames: [b], weight: 1}]";
+    for (replicas, want) in [(2, "a=1 b=1"), (3, "a=2 b=1"), (7, "a=5 b=2"), (1, "a=1")] {
+        let plan = solve_yaml(&with(
+            THREE,
+            &format!(
+                "  - {{name: w, replicas: {replicas}, replicaScheduling: {{type: Divided, division: Weighted, {weights}}}}}"
+            ),
+        ));
+        let got: Vec<String> =
+            plan.placements[0].decisions.iter().map(|d| format!("{}={}", d.cluster, d.replicas)).collect();
+        assert_eq!(got.join(" "), want, "{replicas} replicas at 2:1");
+    }
+}
+
+#[test]
+fn divided_dynamic_follows_free_capacity_and_aggregated_packs() {
+    let fleet = "
+clusters:
+  - {name: a, capacity: {cpu: '30'}}
+  - {name: b, capacity: {cpu: '10'}}
+  - {name: c, capacity: {cpu: '20'}, allocated: {cpu: '10'}}
+";
+    check(&with(fleet, "  - {name: w, replicas: 10, resources: {cpu: '1'}}"), "default/w Scheduled a=6 b=2 c=2");
+    check(
+        &with(
+            fleet,
+            "  - {name: w, replicas: 35, resources: {cpu: '1'}, replicaScheduling: {type: Divided, division: Aggregated}}",
+        ),
+        "default/w Scheduled a=30 b=5",
+    );
+    check(
+        &with(
+            fleet,
+            "  - {name: w, replicas: 10, resources: {cpu: '1'}, replicaScheduling: {minReplicasPerCluster: 3, maxReplicasPerCluster: 4}}",
+        ),
+        "default/w Scheduled a=4 b=3 c=3",
+    );
+    check(
+        &with(fleet, "  - {name: w, replicas: 10, resources: {cpu: '1'}, numberOfClusters: 1}"),
+        "default/w Scheduled a=10",
+    );
+}
+
+#[test]
+fn spread_bounds_groups_and_skew() {
+    let fleet = "
+clusters:
+  - {name: eu-1, location: {region: eu}, capacity: {cpu: '100'}}
+  - {name: eu-2, location: {region: eu}, capacity: {cpu: '100'}}
+  - {name: us-1, location: {region: us}, capacity: {cpu: '3'}}
+  - {name: ap-1, location: {region: ap}, capacity: {cpu: '100'}}
+  - {name: nowhere, capacity: {cpu: '100'}}
+";
+    // Clusters without the key are ineligible; maxGroups 2 keeps to two regions.
+    let plan = solve_yaml(&with(
+        fleet,
+        "  - {name: w, replicas: 8, resources: {cpu: '1'}, spreadConstraints: [{topologyKey: region, minGroups: 2, maxGroups: 2}]}",
+    ));
+    let p = &plan.placements[0];
+    assert_eq!(p.phase, Phase::Scheduled);
+    assert!(p.decisions.iter().all(|d| d.cluster != "nowhere"));
+    let regions: std::collections::BTreeSet<&str> = p.decisions.iter().map(|d| &d.cluster[..2]).collect();
+    assert_eq!(regions.len(), 2, "{p:?}");
+    // maxSkew 1 over three regions with us capped at 3: 3+3+... cannot exceed us by more than 1.
+    let plan = solve_yaml(&with(
+        fleet,
+        "  - {name: w, replicas: 12, resources: {cpu: '1'}, spreadConstraints: [{topologyKey: region, minGroups: 3, maxSkew: 1}]}",
+    ));
+    let p = &plan.placements[0];
+    let mut per_region = std::collections::BTreeMap::new();
+    for d in &p.decisions {
+        *per_region.entry(&d.cluster[..2]).or_insert(0u32) += d.replicas;
+    }
+    let (lo, hi) = (per_region.values().min().copied(), per_region.values().max().copied());
+    assert!(hi.unwrap_or(0) - lo.unwrap_or(0) <= 1, "{per_region:?}");
+    assert_eq!(per_region.len(), 3);
+    assert_eq!(p.phase, Phase::PartiallyScheduled, "us holds 3, so at most 4+4+3 = 11 of 12");
+    assert_eq!(p.placed, 11);
+    // Not enough groups: nothing is placed and the shortfall is named.
+    let plan = check(
+        &with(fleet, "  - {name: w, replicas: 8, spreadConstraints: [{topologyKey: region, minGroups: 4}]}"),
+        "default/w Unschedulable",
+    );
+    assert!(
+        plan.placements[0].message.contains("spread on region needs at least 4 groups, 3 eligible"),
+        "{}",
+        plan.placements[0].message
+    );
+}
+
+#[test]
+fn cluster_affinities_fall_back_by_capacity() {
+    let fleet = "
+clusters:
+  - {name: primary, labels: {tier: primary}, capacity: {cpu: '4'}}
+  - {name: secondary, labels: {tier: secondary}, capacity: {cpu: '40'}}
+";
+    let groups = "clusterAffinities: [{name: first, labelSelector: {matchLabels: {tier: primary}}}, {name: second, labelSelector: {matchLabels: {tier: secondary}}}]";
+    check(
+        &with(fleet, &format!("  - {{name: w, replicas: 4, resources: {{cpu: '1'}}, {groups}}}")),
+        "default/w Scheduled primary=4 group=first",
+    );
+    check(
+        &with(fleet, &format!("  - {{name: w, replicas: 5, resources: {{cpu: '1'}}, {groups}}}")),
+        "default/w Scheduled secondary=5 group=second",
+    );
+    let plan = check(
+        &with(fleet, &format!("  - {{name: w, replicas: 50, resources: {{cpu: '1'}}, {groups}}}")),
+        "default/w PartiallyScheduled secondary=40 group=second",
+    );
+    assert!(
+        plan.placements[0]
+            .message
+            .starts_with("no cluster affinity group could hold all replicas; using group \"second\"")
+    );
+}
+
+#[test]
+fn higher_priority_wins_contention_and_ties_are_by_name() {
+    let fleet = "
+clusters:
+  - {name: a, capacity: {cpu: '4'}}
+";
+    check(
+        &with(
+            fleet,
+            "  - {name: low, replicas: 4, resources: {cpu: '1'}}\n  - {name: high, replicas: 3, priority: 5, resources: {cpu: '1'}}",
+        ),
+        "default/high Scheduled a=3\ndefault/low PartiallyScheduled a=1",
+    );
+    check(
+        &with(
+            fleet,
+            "  - {name: zed, replicas: 3, resources: {cpu: '1'}}\n  - {name: abe, replicas: 3, resources: {cpu: '1'}}",
+        ),
+        "default/abe Scheduled a=3\ndefault/zed PartiallyScheduled a=1",
+    );
+}
+
+#[test]
+fn explanations_are_kubernetes_style() {
+    let yaml = "
+clusters:
+  - {name: a, labels: {gpu: 'yes'}, capacity: {nvidia.com/gpu: '1'}}
+  - {name: b, labels: {gpu: 'yes'}, capacity: {nvidia.com/gpu: '8'}, taints: [{key: maintenance, value: 'true', effect: NoSchedule}]}
+  - {name: c, capacity: {nvidia.com/gpu: '8'}}
+workloads:
+  - {name: train, replicas: 1, resources: {nvidia.com/gpu: '4'}, clusterAffinity: {labelSelector: {matchLabels: {gpu: 'yes'}}}}
+";
+    let plan = check(yaml, "default/train Unschedulable");
+    let p = &plan.placements[0];
+    assert_eq!(
+        p.message,
+        "0/3 clusters are available: 1 did not match cluster affinity, 1 had insufficient nvidia.com/gpu, 1 had untolerated taint {maintenance=true:NoSchedule}."
+    );
+    assert_eq!(p.unavailable.len(), 3);
+    assert_eq!(p.unavailable[1].cluster, "b");
+}
+
+#[test]
+fn unchanged_input_with_previous_moves_nothing() {
+    let yaml = with(
+        THREE,
+        "  - {name: w, replicas: 5, resources: {cpu: '1'}}\n  - {name: d, replicas: 2, replicaScheduling: {type: Duplicated}, numberOfClusters: 2}",
+    );
+    let first = solve_yaml(&yaml);
+    let mut input: PlacementInput = serde_saphyr::from_str(&yaml).unwrap();
+    input.previous = first.placements.clone();
+    let second = solve(&input).unwrap();
+    assert_eq!(render(&first), render(&second));
+    // A previous decision on a cluster that became not ready moves; the rest stays.
+    input.clusters[0].ready = false;
+    let third = solve(&input).unwrap();
+    for p in &third.placements {
+        assert!(p.decisions.iter().all(|d| d.cluster != "a"), "{p:?}");
+    }
+}
