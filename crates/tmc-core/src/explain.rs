@@ -22,10 +22,7 @@ pub(crate) struct Summary<'a, I: Iterator<Item = &'a Reason>> {
 }
 
 /// Builds the message.
-pub(crate) fn message<'a, I: Iterator<Item = &'a Reason>>(s: &Summary<'a, I>) -> String
-where
-    I: Clone,
-{
+pub(crate) fn message<'a, I: Iterator<Item = &'a Reason> + Clone>(s: &Summary<'a, I>) -> String {
     let mut histogram: BTreeMap<String, usize> = BTreeMap::new();
     for r in s.first_reasons.clone().filter(|r| **r != Reason::NotSelected) {
         *histogram.entry(r.phrase()).or_insert(0) += 1;

@@ -234,20 +234,20 @@ impl fmt::Display for Quantity {
         if n == 0 {
             return f.write_str("0");
         }
-        if n % NANOS_PER_UNIT == 0 {
+        if n.is_multiple_of(NANOS_PER_UNIT) {
             let units = n / NANOS_PER_UNIT;
             for (suffix, shift) in [("Ei", 60), ("Pi", 50), ("Ti", 40), ("Gi", 30), ("Mi", 20), ("Ki", 10)] {
                 let unit = 1u128 << shift;
-                if units >= unit && units % unit == 0 {
+                if units >= unit && units.is_multiple_of(unit) {
                     return write!(f, "{}{suffix}", units / unit);
                 }
             }
             return write!(f, "{units}");
         }
-        if n % 1_000_000 == 0 {
+        if n.is_multiple_of(1_000_000) {
             return write!(f, "{}m", n / 1_000_000);
         }
-        if n % 1_000 == 0 {
+        if n.is_multiple_of(1_000) {
             return write!(f, "{}u", n / 1_000);
         }
         write!(f, "{n}n")

@@ -383,7 +383,7 @@ fn admits(w: &Workload, group: Option<&ClusterAffinity>, c: &Cluster, kept: bool
         let ok = w.tolerations.iter().any(|t| {
             tolerates(t, taint) && (kept || !(taint.effect == TaintEffect::NoExecute && t.toleration_seconds.is_some()))
         });
-        if !ok && !(kept && taint.effect == TaintEffect::NoSchedule) {
+        if !(ok || (kept && taint.effect == TaintEffect::NoSchedule)) {
             return Err(format!("taint {taint}"));
         }
     }

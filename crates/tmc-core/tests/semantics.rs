@@ -168,7 +168,10 @@ workloads:
         check(yaml, "default/big Scheduled a=2\ndefault/gpu Unschedulable\ndefault/small PartiallyScheduled a=1");
     let gpu = &plan.placements[1];
     assert_eq!(gpu.message, "0/1 clusters are available: 1 had insufficient nvidia.com/gpu.");
-    assert_eq!(plan.placements[2].message, "1/1 clusters are available. Placed 1/5 replicas.");
+    assert_eq!(
+        plan.placements[2].message,
+        "1/1 clusters are available. 1 used cluster(s) ran out of pods. Placed 1/5 replicas."
+    );
 }
 
 #[test]

@@ -412,11 +412,15 @@ impl<'a> WorkloadCtx<'a> {
                 None => !counts.is_empty(),
             }
         };
-        if !complete && !self.divided() && notes.is_empty() {
-            if let Some(n) = w.number_of_clusters {
-                notes
-                    .push(format!("numberOfClusters needs {n} clusters, {} could hold all {r} replicas", counts.len()));
-            }
+        if !complete
+            && !self.divided()
+            && notes.is_empty()
+            && let Some(n) = w.number_of_clusters
+        {
+            notes.push(format!("numberOfClusters needs {n} clusters, {} could hold all {r} replicas", counts.len()));
+        }
+        if self.divided() && !complete && placed > 0 {
+            notes.extend(self.exhaustion(fleet, usage, &counts, max_per));
         }
         for &c in &cands {
             if !counts.contains_key(&c) {
@@ -491,6 +495,24 @@ impl<'a> WorkloadCtx<'a> {
                 }
             }
         }
+    }
+
+    /// Why the used clusters could take no more: the resource that ran out on each, or the
+    /// per-cluster maximum, summarised as sentences.
+    fn exhaustion(&self, fleet: &Fleet<'_>, usage: &Usage, counts: &BTreeMap<usize, u64>, max_per: u64) -> Vec<String> {
+        let mut limits: BTreeMap<String, usize> = BTreeMap::new();
+        for (&c, &n) in counts {
+            let (fit, binding) = fleet.fit(usage, c, &self.demand);
+            let limit = if n >= max_per {
+                "reached maxReplicasPerCluster".to_string()
+            } else if n >= fit {
+                format!("ran out of {}", binding.map_or("capacity", |b| fleet.resources[b]))
+            } else {
+                continue;
+            };
+            *limits.entry(limit).or_insert(0) += 1;
+        }
+        limits.into_iter().map(|(what, n)| format!("{n} used cluster(s) {what}")).collect()
     }
 
     /// The first hard constraint `counts` breaks, if any.
