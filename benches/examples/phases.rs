@@ -1,0 +1,70 @@
+//! Rough phase timing of one solve, for profiling: generation, validation, and the solve
+//! itself, plus a summary of the plan.
+//!
+//! `cargo run --release -p tmc-benches --example phases -- [workloads] [clusters] [low|high]`
+//! (set `VERBOSE=1` to print one explanation per archetype).
+
+use std::{collections::BTreeMap, time::Instant};
+
+use tmc_benches::Case;
+use tmc_core::{Phase, solve_validated, validate};
+use tmc_sim::generate::{Contention, GPU, demand_ratio};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize, default: usize| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(default);
+    let contention = match args.get(2).map(String::as_str) {
+        Some("low") => Contention::Low,
+        _ => Contention::High,
+    };
+    let verbose = std::env::var_os("VERBOSE").is_some();
+    let case = Case { workloads: arg(0, 10_000), clusters: arg(1, 1_000), contention };
+
+    let t = Instant::now();
+    let input = case.input();
+    let generate = t.elapsed();
+    let t = Instant::now();
+    let valid = validate(&input).is_ok();
+    let validation = t.elapsed();
+    let t = Instant::now();
+    let plan = solve_validated(&input);
+    let solving = t.elapsed();
+    let t = Instant::now();
+    drop(plan.clone());
+    let drop_time = t.elapsed();
+
+    let count = |phase| plan.placements.iter().filter(|p| p.phase == phase).count();
+    let rejections: usize = plan.placements.iter().map(|p| p.unavailable.len()).sum();
+    let ratio = |r| demand_ratio(&input, r).map_or("n/a".to_string(), |x| format!("{x:.2}"));
+    println!("case {} (valid: {valid})", case.id());
+    println!("demand/free: cpu {} memory {} gpu {}", ratio("cpu"), ratio("memory"), ratio(GPU));
+    println!("generate   {:>10.3} ms", generate.as_secs_f64() * 1e3);
+    println!("validate   {:>10.3} ms", validation.as_secs_f64() * 1e3);
+    println!("solve      {:>10.3} ms (solve_validated)", solving.as_secs_f64() * 1e3);
+    println!("plan drop  {:>10.3} ms (of a clone)", drop_time.as_secs_f64() * 1e3);
+    println!(
+        "phases: {} scheduled, {} partially, {} unschedulable; {rejections} cluster rejections listed",
+        count(Phase::Scheduled),
+        count(Phase::PartiallyScheduled),
+        count(Phase::Unschedulable)
+    );
+    println!("placements/s (solve only): {:.0}", case.workloads as f64 / solving.as_secs_f64());
+
+    // Outcome per archetype (the name prefix), with one message of a workload not fully placed.
+    let mut by_kind: BTreeMap<&str, ([usize; 3], Option<&str>)> = BTreeMap::new();
+    for p in &plan.placements {
+        let name = p.workload.0.split('/').nth(1).unwrap_or_default();
+        let kind = name.rsplit_once('-').map_or(name, |(k, _)| k);
+        let e = by_kind.entry(kind).or_default();
+        e.0[p.phase as usize] += 1;
+        if p.phase != Phase::Scheduled && e.1.is_none() {
+            e.1 = Some(&p.message);
+        }
+    }
+    for (kind, (n, example)) in by_kind {
+        println!("  {kind:<11} scheduled {:>5} partial {:>5} unschedulable {:>5}", n[0], n[1], n[2]);
+        if let Some(m) = example.filter(|_| verbose) {
+            println!("      e.g. {m}");
+        }
+    }
+}
