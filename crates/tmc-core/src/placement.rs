@@ -93,7 +93,7 @@ impl Reason {
             Reason::MissingCapability { capability } => format!("lacked capability {capability}"),
             Reason::MissingTopologyKey { key } => format!("had no {key} for spread"),
             Reason::UntoleratedTaint { taint } => format!("had untolerated taint {taint}"),
-            Reason::Cordoned => "were cordoned".to_string(),
+            Reason::Cordoned => "had been cordoned".to_string(),
             Reason::Insufficient { resource } => format!("had insufficient {resource}"),
             Reason::ZeroWeight => "had weight 0".to_string(),
             Reason::NotSelected => "were feasible but not selected".to_string(),

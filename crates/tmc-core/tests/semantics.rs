@@ -149,7 +149,7 @@ previous:
     let plan = check(yaml, "default/new Unschedulable\ndefault/old Scheduled a=2");
     assert_eq!(
         plan.placements[0].message,
-        "0/2 clusters are available: 1 did not match cluster affinity, 1 were cordoned."
+        "0/2 clusters are available: 1 did not match cluster affinity, 1 had been cordoned."
     );
 }
 
@@ -170,8 +170,22 @@ workloads:
     assert_eq!(gpu.message, "0/1 clusters are available: 1 had insufficient nvidia.com/gpu.");
     assert_eq!(
         plan.placements[2].message,
-        "1/1 clusters are available. 1 used cluster(s) ran out of pods. Placed 1/5 replicas."
+        "1/1 clusters are available. 1 used cluster ran out of pods. Placed 1/5 replicas."
     );
+}
+
+#[test]
+fn every_short_resource_is_named() {
+    let yaml = "
+clusters:
+  - {name: a, capacity: {cpu: '1', memory: 1Gi}}
+workloads:
+  - {name: w, resources: {cpu: '2', memory: 4Gi, nvidia.com/gpu: '1'}}
+";
+    let plan = check(yaml, "default/w Unschedulable");
+    let names: Vec<String> = plan.placements[0].unavailable[0].reasons.iter().map(|r| r.phrase()).collect();
+    assert_eq!(names, ["had insufficient cpu", "had insufficient memory", "had insufficient nvidia.com/gpu"]);
+    assert_eq!(plan.placements[0].message, "0/1 clusters are available: 1 had insufficient cpu.");
 }
 
 #[test]
@@ -196,7 +210,7 @@ fn duplicated_uses_exactly_n_or_all_feasible() {
     );
     assert_eq!(
         plan.placements[0].message,
-        "3/3 clusters are available. numberOfClusters needs 4 clusters, 3 could hold all 4 replicas."
+        "3/3 clusters are available. numberOfClusters needs 4 clusters, 3 can hold a copy of 4 replicas."
     );
     let plan = check(
         &with(THREE, "  - {name: w, replicas: 6, resources: {cpu: '2'}, replicaScheduling: {type: Duplicated}}"),

@@ -511,7 +511,7 @@ fn regulated_workloads_intent() {
     }
     let phi = placement(&plan, "health/phi-analytics");
     assert_eq!(phi.phase, Phase::PartiallyScheduled);
-    assert!(phi.message.contains("1 were cordoned"), "{}", phi.message);
+    assert!(phi.message.contains("1 had been cordoned"), "{}", phi.message);
 
     let portal = decisions(placement(&plan, "gov/benefits-portal"));
     assert_eq!(portal, BTreeMap::from([("gov-us-gov-east-1a", 2), ("gov-us-gov-west-1a", 2)]));

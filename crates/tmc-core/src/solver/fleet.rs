@@ -109,6 +109,16 @@ impl<'a> Fleet<'a> {
         best
     }
 
+    /// The resources of which cluster `c` cannot hold `need` more replicas.
+    pub fn short_resources(&self, usage: &Usage, c: usize, demand: &Demand, need: u64) -> Vec<usize> {
+        demand
+            .0
+            .iter()
+            .filter(|&&(r, q)| self.free[c][r].saturating_sub(usage.used[c][r]).fits(q) < need)
+            .map(|&(r, _)| r)
+            .collect()
+    }
+
     /// A fresh, empty usage.
     pub fn empty_usage(&self) -> Usage {
         Usage {

@@ -299,8 +299,12 @@ impl<'a> WorkloadCtx<'a> {
             if cap < need && kept_here == 0 {
                 let mut reasons = check.reasons.clone();
                 if fit < need {
-                    let resource = binding.map_or("capacity", |b| fleet.resources[b]).to_string();
-                    reasons.push(Reason::Insufficient { resource });
+                    // Name every resource that falls short, as kube-scheduler does.
+                    let short = fleet.short_resources(usage, c, &self.demand, need);
+                    let short = if short.is_empty() { binding.into_iter().collect() } else { short };
+                    reasons.extend(
+                        short.into_iter().map(|r| Reason::Insufficient { resource: fleet.resources[r].to_string() }),
+                    );
                 }
                 rejections.insert(c, reasons);
                 continue;
@@ -417,7 +421,11 @@ impl<'a> WorkloadCtx<'a> {
             && notes.is_empty()
             && let Some(n) = w.number_of_clusters
         {
-            notes.push(format!("numberOfClusters needs {n} clusters, {} could hold all {r} replicas", counts.len()));
+            notes.push(format!(
+                "numberOfClusters needs {n} clusters, {} can hold a copy of {r} replica{}",
+                counts.len(),
+                if r == 1 { "" } else { "s" }
+            ));
         }
         if self.divided() && !complete && placed > 0 {
             notes.extend(self.exhaustion(fleet, usage, &counts, max_per));
@@ -512,7 +520,10 @@ impl<'a> WorkloadCtx<'a> {
             };
             *limits.entry(limit).or_insert(0) += 1;
         }
-        limits.into_iter().map(|(what, n)| format!("{n} used cluster(s) {what}")).collect()
+        limits
+            .into_iter()
+            .map(|(what, n)| format!("{n} used cluster{} {what}", if n == 1 { "" } else { "s" }))
+            .collect()
     }
 
     /// The first hard constraint `counts` breaks, if any.
