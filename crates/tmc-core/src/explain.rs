@@ -2,18 +2,19 @@
 //!
 //! `0/12 clusters are available: 5 did not match cluster affinity, 4 had untolerated taint
 //! {maintenance=true:NoSchedule}, 3 had insufficient nvidia.com/gpu.` Each unavailable cluster is
-//! counted once, under its most fundamental reason; the full list is in
-//! [`crate::Placement::unavailable`].
+//! counted under its most fundamental reason (and, when that is capacity, under every resource that
+//! fell short, as kube-scheduler does); the full list is in [`crate::Placement::unavailable`].
 
 use std::collections::BTreeMap;
 
 use crate::Reason;
 
 /// What a message is built from.
-pub(crate) struct Summary<'a, I: Iterator<Item = &'a Reason>> {
+pub(crate) struct Summary<'a, I: Iterator<Item = &'a [Reason]>> {
     pub total: usize,
     pub available: usize,
-    pub first_reasons: I,
+    /// Each unavailable cluster's reasons, most fundamental first.
+    pub reasons: I,
     pub notes: &'a [String],
     pub divided: bool,
     pub requested: u64,
@@ -22,10 +23,20 @@ pub(crate) struct Summary<'a, I: Iterator<Item = &'a Reason>> {
 }
 
 /// Builds the message.
-pub(crate) fn message<'a, I: Iterator<Item = &'a Reason> + Clone>(s: &Summary<'a, I>) -> String {
+pub(crate) fn message<'a, I: Iterator<Item = &'a [Reason]> + Clone>(s: &Summary<'a, I>) -> String {
     let mut histogram: BTreeMap<String, usize> = BTreeMap::new();
-    for r in s.first_reasons.clone().filter(|r| **r != Reason::NotSelected) {
-        *histogram.entry(r.phrase()).or_insert(0) += 1;
+    for reasons in s.reasons.clone() {
+        let counted: &[Reason] = match reasons {
+            [Reason::NotSelected, ..] | [] => &[],
+            [Reason::Insufficient { .. }, ..] => {
+                let n = reasons.iter().take_while(|r| matches!(r, Reason::Insufficient { .. })).count();
+                &reasons[..n]
+            }
+            [first, ..] => std::slice::from_ref(first),
+        };
+        for r in counted {
+            *histogram.entry(r.phrase()).or_insert(0) += 1;
+        }
     }
     let mut parts: Vec<(String, usize)> = histogram.into_iter().collect();
     parts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));

@@ -185,7 +185,10 @@ workloads:
     let plan = check(yaml, "default/w Unschedulable");
     let names: Vec<String> = plan.placements[0].unavailable[0].reasons.iter().map(|r| r.phrase()).collect();
     assert_eq!(names, ["had insufficient cpu", "had insufficient memory", "had insufficient nvidia.com/gpu"]);
-    assert_eq!(plan.placements[0].message, "0/1 clusters are available: 1 had insufficient cpu.");
+    assert_eq!(
+        plan.placements[0].message,
+        "0/1 clusters are available: 1 had insufficient cpu, 1 had insufficient memory, 1 had insufficient nvidia.com/gpu."
+    );
 }
 
 #[test]

@@ -590,7 +590,7 @@ impl<'a> WorkloadCtx<'a> {
             let message = explain::message(&explain::Summary {
                 total: fleet.clusters.len(),
                 available: o.available,
-                first_reasons: o.rejections.values().filter_map(|rs| rs.first()),
+                reasons: o.rejections.values().map(Vec::as_slice),
                 notes: &o.notes,
                 divided: self.divided(),
                 requested: u64::from(r),
