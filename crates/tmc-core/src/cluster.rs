@@ -8,6 +8,7 @@ use crate::{ResourceList, Taint};
 
 /// Where a cluster runs. Each part may be absent; a spread or location selector over an absent
 /// part never matches the cluster.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Location {
@@ -31,6 +32,7 @@ fn is_true(b: &bool) -> bool {
 }
 
 /// A physical cluster that can receive replicas (kcp's SyncTarget, Karmada's Cluster).
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Cluster {

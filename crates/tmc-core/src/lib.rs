@@ -15,7 +15,7 @@
 //! let mut web = Workload::named("web");
 //! web.replicas = 3;
 //! web.resources.insert("cpu".into(), Quantity::parse("500m").unwrap());
-//! let input = PlacementInput { clusters: vec![cluster], workloads: vec![web], previous: vec![] };
+//! let input = PlacementInput { clusters: vec![cluster], workloads: vec![web], previous: vec![], now: None };
 //! let plan = solve(&input).unwrap();
 //! assert_eq!(plan.placements[0].decisions[0].replicas, 3);
 //! ```

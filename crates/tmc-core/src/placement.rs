@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::{AffinityMismatch, Cluster, ReplicaSchedulingType, Taint, Workload, WorkloadKey};
 
 /// Everything the solver needs: the fleet, the workloads, and optionally the previous decisions.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PlacementInput {
@@ -17,9 +18,14 @@ pub struct PlacementInput {
     /// Earlier placements, in the output's shape; the solver keeps them when they are still valid.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub previous: Vec<Placement>,
+    /// The current time in seconds on the clock of [`crate::Taint::added_at`], if the caller has
+    /// one. The solver never reads a clock; without `now`, bounded tolerations never run out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub now: Option<i64>,
 }
 
 /// Replicas of one workload on one cluster.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Decision {
@@ -30,6 +36,7 @@ pub struct Decision {
 }
 
 /// How much of a workload was placed.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Phase {
     /// Fully placed.
@@ -42,6 +49,7 @@ pub enum Phase {
 }
 
 /// Why one cluster did not take (more of) a workload.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all_fields = "camelCase")]
 pub enum Reason {
@@ -102,6 +110,7 @@ impl Reason {
 }
 
 /// The reasons one cluster was not (fully) used.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClusterRejection {
@@ -112,6 +121,7 @@ pub struct ClusterRejection {
 }
 
 /// The outcome for one workload.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Placement {
@@ -144,6 +154,7 @@ pub struct Placement {
 }
 
 /// The solver's output.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Plan {

@@ -304,6 +304,23 @@ impl<'de> Deserialize<'de> for Quantity {
     }
 }
 
+#[cfg(feature = "schemars")]
+impl schemars::JsonSchema for Quantity {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Quantity".into()
+    }
+
+    /// Like Kubernetes' `resource.Quantity`: an integer or a string, marked int-or-string so the
+    /// API server accepts both `pods: 110` and `cpu: 500m`.
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A Kubernetes quantity such as 500m, 2Gi or 110.",
+            "x-kubernetes-int-or-string": true,
+            "anyOf": [{"type": "integer"}, {"type": "string"}]
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::Cluster;
 
 /// Operator of a label-selector requirement.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum SelectorOperator {
     /// The label's value is one of `values`.
@@ -24,6 +25,7 @@ pub enum SelectorOperator {
 }
 
 /// One `matchExpressions` entry.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LabelSelectorRequirement {
@@ -56,6 +58,7 @@ impl LabelSelectorRequirement {
 }
 
 /// A Kubernetes label selector; all terms are ANDed and an empty selector matches everything.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LabelSelector {
@@ -82,6 +85,7 @@ impl LabelSelector {
 
 /// Selects clusters by their `location`; each non-empty list must contain the cluster's value,
 /// and a cluster without that location field does not match a non-empty list.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LocationSelector {
@@ -113,6 +117,7 @@ impl LocationSelector {
 }
 
 /// Which clusters a workload may use. All set fields are ANDed; `exclude` always wins.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClusterAffinity {
@@ -135,6 +140,7 @@ pub struct ClusterAffinity {
 }
 
 /// Why a cluster fails a [`ClusterAffinity`].
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum AffinityMismatch {
     /// Listed in `exclude`.

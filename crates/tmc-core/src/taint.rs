@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 pub const NOT_READY_TAINT_KEY: &str = "tmc.kcp.io/not-ready";
 
 /// What a taint does to workloads that do not tolerate it.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum TaintEffect {
     /// No new replicas; replicas already placed stay.
@@ -29,6 +30,7 @@ impl fmt::Display for TaintEffect {
 }
 
 /// A taint on a cluster: `{key, value, effect}`.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Taint {
@@ -39,12 +41,22 @@ pub struct Taint {
     pub value: String,
     /// The effect on workloads that do not tolerate it.
     pub effect: TaintEffect,
+    /// When the taint appeared, in seconds on the caller's clock (Unix time for the controller,
+    /// virtual time for the simulator). With [`crate::PlacementInput::now`] it bounds how long a
+    /// `NoExecute` toleration with `tolerationSeconds` keeps replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub added_at: Option<i64>,
 }
 
 impl Taint {
     /// The automatic taint of a cluster whose `ready` is false.
     pub fn not_ready() -> Taint {
-        Taint { key: NOT_READY_TAINT_KEY.to_string(), value: String::new(), effect: TaintEffect::NoExecute }
+        Taint {
+            key: NOT_READY_TAINT_KEY.to_string(),
+            value: String::new(),
+            effect: TaintEffect::NoExecute,
+            added_at: None,
+        }
     }
 }
 
@@ -60,6 +72,7 @@ impl fmt::Display for Taint {
 }
 
 /// How a toleration compares its value.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum TolerationOperator {
     /// Key and value must be equal (the default).
@@ -70,6 +83,7 @@ pub enum TolerationOperator {
 }
 
 /// A toleration on a workload.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Toleration {
@@ -110,23 +124,51 @@ impl Toleration {
 pub enum TaintVerdict {
     /// Tolerated without limits (or the effect never blocks).
     Tolerated,
-    /// Only tolerated for a bounded time (`NoExecute` with `tolerationSeconds`): keep, don't add.
+    /// Only tolerated for a bounded time (`NoExecute` with `tolerationSeconds`) that has not run
+    /// out: replicas already there stay, new ones are not admitted.
     ToleratedForAWhile,
-    /// Not tolerated.
+    /// Not tolerated (or the bounded toleration has run out).
     Untolerated,
 }
 
-/// Judges `taint` against `tolerations`.
-pub fn judge(taint: &Taint, tolerations: &[Toleration]) -> TaintVerdict {
+/// Judges `taint` against `tolerations` at time `now` (same clock as [`Taint::added_at`]).
+///
+/// A bounded `NoExecute` toleration runs out at `added_at + tolerationSeconds`; when either time
+/// is unknown it never runs out (the replicas stay until a caller with a clock says otherwise).
+/// With several matching tolerations the most permissive wins, as in Kubernetes.
+pub fn judge(taint: &Taint, tolerations: &[Toleration], now: Option<i64>) -> TaintVerdict {
     let mut best = TaintVerdict::Untolerated;
     for t in tolerations.iter().filter(|t| t.tolerates(taint)) {
-        if taint.effect == TaintEffect::NoExecute && t.toleration_seconds.is_some() {
-            best = TaintVerdict::ToleratedForAWhile;
-        } else {
-            return TaintVerdict::Tolerated;
+        match (taint.effect, t.toleration_seconds) {
+            (TaintEffect::NoExecute, Some(seconds)) => {
+                let expired =
+                    matches!((now, taint.added_at), (Some(now), Some(at)) if now >= at.saturating_add(seconds.max(0)));
+                if !expired {
+                    best = TaintVerdict::ToleratedForAWhile;
+                }
+            }
+            _ => return TaintVerdict::Tolerated,
         }
     }
     best
+}
+
+/// When a bounded toleration of `taint` among `tolerations` runs out, if it does: the latest
+/// `added_at + tolerationSeconds` of the matching bounded tolerations (the simulator schedules an
+/// eviction check then).
+pub fn toleration_deadline(taint: &Taint, tolerations: &[Toleration]) -> Option<i64> {
+    if taint.effect != TaintEffect::NoExecute {
+        return None;
+    }
+    let at = taint.added_at?;
+    let mut deadline = None;
+    for t in tolerations.iter().filter(|t| t.tolerates(taint)) {
+        match t.toleration_seconds {
+            None => return None,
+            Some(s) => deadline = deadline.max(Some(at.saturating_add(s.max(0)))),
+        }
+    }
+    deadline
 }
 
 #[cfg(test)]
@@ -134,7 +176,7 @@ mod tests {
     use super::*;
 
     fn taint(key: &str, value: &str, effect: TaintEffect) -> Taint {
-        Taint { key: key.into(), value: value.into(), effect }
+        Taint { key: key.into(), value: value.into(), effect, added_at: None }
     }
 
     fn tol(key: &str, op: TolerationOperator, value: &str, effect: Option<TaintEffect>) -> Toleration {
@@ -161,10 +203,18 @@ mod tests {
         let t = Taint::not_ready();
         let mut bounded = tol(NOT_READY_TAINT_KEY, TolerationOperator::Exists, "", Some(TaintEffect::NoExecute));
         bounded.toleration_seconds = Some(300);
-        assert_eq!(judge(&t, std::slice::from_ref(&bounded)), TaintVerdict::ToleratedForAWhile);
+        assert_eq!(judge(&t, std::slice::from_ref(&bounded), None), TaintVerdict::ToleratedForAWhile);
         let forever = tol(NOT_READY_TAINT_KEY, TolerationOperator::Exists, "", None);
-        assert_eq!(judge(&t, &[bounded, forever]), TaintVerdict::Tolerated);
-        assert_eq!(judge(&t, &[]), TaintVerdict::Untolerated);
+        assert_eq!(judge(&t, &[bounded.clone(), forever], None), TaintVerdict::Tolerated);
+        assert_eq!(judge(&t, &[], None), TaintVerdict::Untolerated);
+        // With a clock, the bounded toleration runs out at addedAt + tolerationSeconds.
+        let dated = Taint { added_at: Some(1000), ..Taint::not_ready() };
+        let one = std::slice::from_ref(&bounded);
+        assert_eq!(judge(&dated, one, Some(1299)), TaintVerdict::ToleratedForAWhile);
+        assert_eq!(judge(&dated, one, Some(1300)), TaintVerdict::Untolerated);
+        assert_eq!(judge(&dated, one, None), TaintVerdict::ToleratedForAWhile);
+        assert_eq!(toleration_deadline(&dated, one), Some(1300));
+        assert_eq!(toleration_deadline(&t, one), None, "no addedAt, no deadline");
     }
 
     #[test]

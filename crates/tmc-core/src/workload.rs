@@ -15,6 +15,7 @@ fn one() -> u32 {
 }
 
 /// `namespace/name`, the identity of a workload.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct WorkloadKey(pub String);
@@ -33,6 +34,7 @@ impl fmt::Display for WorkloadKey {
 }
 
 /// A workload to place, with its policy.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Workload {
@@ -115,6 +117,7 @@ impl Workload {
 /// Clusters without the key are ineligible. With `Divided` scheduling `maxSkew` bounds the
 /// difference in replicas between used groups; with `Duplicated` (where every cluster holds all
 /// replicas) it bounds the difference in the number of chosen clusters per group.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SpreadConstraint {
@@ -132,6 +135,7 @@ pub struct SpreadConstraint {
 }
 
 /// Whether every chosen cluster runs all replicas or they are divided.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ReplicaSchedulingType {
     /// Every chosen cluster gets all replicas.
@@ -142,6 +146,7 @@ pub enum ReplicaSchedulingType {
 }
 
 /// How divided replicas are split.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Division {
     /// By static weights (largest remainder).
@@ -154,6 +159,7 @@ pub enum Division {
 }
 
 /// A static weight for clusters named or selected.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClusterWeight {
@@ -169,6 +175,7 @@ pub struct ClusterWeight {
 }
 
 /// Replica scheduling policy.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReplicaScheduling {
@@ -190,6 +197,7 @@ pub struct ReplicaScheduling {
 }
 
 /// A soft preference: clusters matching it gain `weight` points.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Preference {
@@ -204,6 +212,7 @@ pub struct Preference {
 }
 
 /// Built-in scoring functions, each giving 0..=100 per cluster.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum PrioritizerName {
     /// Prefers clusters holding fewer of this batch's workloads.
@@ -219,6 +228,7 @@ pub enum PrioritizerName {
 }
 
 /// A prioritizer and its weight.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Prioritizer {

@@ -41,7 +41,7 @@ fn taint() -> impl Strategy<Value = Taint> {
         pick(&["", "true"]),
         pick(&[TaintEffect::NoSchedule, TaintEffect::PreferNoSchedule, TaintEffect::NoExecute]),
     )
-        .prop_map(|(k, v, effect)| Taint { key: k.into(), value: v.into(), effect })
+        .prop_map(|(k, v, effect)| Taint { key: k.into(), value: v.into(), effect, added_at: None })
 }
 
 fn cluster(i: usize) -> impl Strategy<Value = Cluster> {
@@ -332,7 +332,12 @@ fn input() -> impl Strategy<Value = PlacementInput> {
     (1usize..9, 1usize..7).prop_flat_map(|(nc, nw)| {
         let clusters: Vec<_> = (0..nc).map(cluster).collect();
         let workloads: Vec<_> = (0..nw).map(|i| workload(i, nc)).collect();
-        (clusters, workloads).prop_map(|(clusters, workloads)| PlacementInput { clusters, workloads, previous: vec![] })
+        (clusters, workloads).prop_map(|(clusters, workloads)| PlacementInput {
+            clusters,
+            workloads,
+            previous: vec![],
+            now: None,
+        })
     })
 }
 
@@ -377,7 +382,12 @@ fn admits(w: &Workload, group: Option<&ClusterAffinity>, c: &Cluster, kept: bool
     }
     let mut taints = c.taints.clone();
     if !c.ready {
-        taints.push(Taint { key: "tmc.kcp.io/not-ready".into(), value: String::new(), effect: TaintEffect::NoExecute });
+        taints.push(Taint {
+            key: "tmc.kcp.io/not-ready".into(),
+            value: String::new(),
+            effect: TaintEffect::NoExecute,
+            added_at: None,
+        });
     }
     for taint in taints.iter().filter(|t| t.effect != TaintEffect::PreferNoSchedule) {
         let ok = w.tolerations.iter().any(|t| {

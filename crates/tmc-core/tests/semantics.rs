@@ -135,6 +135,26 @@ clusters:
 }
 
 #[test]
+fn bounded_no_execute_tolerations_run_out_at_added_at_plus_seconds() {
+    let yaml = |now: i64| {
+        format!(
+            "
+now: {now}
+clusters:
+  - {{name: a, capacity: {{cpu: '10'}}, taints: [{{key: tmc.kcp.io/not-ready, effect: NoExecute, addedAt: 1000}}]}}
+  - {{name: b, capacity: {{cpu: '10'}}}}
+workloads:
+  - {{name: w, replicas: 2, tolerations: [{{key: tmc.kcp.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 300}}]}}
+previous:
+  - {{workload: default/w, decisions: [{{cluster: a, replicas: 2}}]}}
+"
+        )
+    };
+    check(&yaml(1299), "default/w Scheduled a=2");
+    check(&yaml(1300), "default/w Scheduled b=2");
+}
+
+#[test]
 fn cordon_blocks_new_replicas_only() {
     let yaml = "
 clusters:

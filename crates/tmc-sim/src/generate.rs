@@ -206,7 +206,7 @@ pub fn generate(config: &GenerateConfig) -> PlacementInput {
     for w in &mut workloads {
         finish_replica_bounds(w, &mut rng);
     }
-    PlacementInput { clusters, workloads, previous: Vec::new() }
+    PlacementInput { clusters, workloads, previous: Vec::new(), now: None }
 }
 
 /// Total demand for `resource` over the free amount of it (capacity minus allocated) on the
@@ -346,7 +346,8 @@ fn generate_fleet(n: usize, rng: &mut Rng) -> Vec<Cluster> {
             }
 
             let mut taints = Vec::new();
-            let taint = |key: &str, value: &str, effect| Taint { key: key.into(), value: value.into(), effect };
+            let taint =
+                |key: &str, value: &str, effect| Taint { key: key.into(), value: value.into(), effect, added_at: None };
             if rng.chance(5) {
                 taints.push(taint("maintenance", "true", TaintEffect::NoSchedule));
             }

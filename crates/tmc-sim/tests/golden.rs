@@ -267,7 +267,7 @@ fn policy_violations(input: &PlacementInput, plan: &Plan) -> Vec<String> {
             // Replicas that may only stay, never be added: up to the previous count there.
             let mut keep_only = c.unschedulable;
             for taint in c.effective_taints() {
-                match (taint.effect, judge(&taint, &w.tolerations)) {
+                match (taint.effect, judge(&taint, &w.tolerations, input.now)) {
                     (_, TaintVerdict::Tolerated) | (TaintEffect::PreferNoSchedule, _) => {}
                     (TaintEffect::NoExecute, TaintVerdict::Untolerated) => {
                         err(format!("{on} has untolerated NoExecute taint {}", *taint));

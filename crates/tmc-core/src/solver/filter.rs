@@ -27,7 +27,7 @@ pub(crate) struct Check {
 }
 
 /// Checks `cluster` for `w` under the affinity `affinity` (the workload's or one fallback group).
-pub(crate) fn check(w: &Workload, affinity: Option<&ClusterAffinity>, cluster: &Cluster) -> Check {
+pub(crate) fn check(w: &Workload, affinity: Option<&ClusterAffinity>, cluster: &Cluster, now: Option<i64>) -> Check {
     let mut reasons = Vec::new();
     let mut closed = false;
     let mut keep_only = false;
@@ -55,7 +55,7 @@ pub(crate) fn check(w: &Workload, affinity: Option<&ClusterAffinity>, cluster: &
     }
     let mut prefer_no_schedule = 0;
     for taint in cluster.effective_taints() {
-        match (taint.effect, judge(&taint, &w.tolerations)) {
+        match (taint.effect, judge(&taint, &w.tolerations, now)) {
             (_, TaintVerdict::Tolerated) => {}
             (TaintEffect::PreferNoSchedule, _) => prefer_no_schedule += 1,
             (TaintEffect::NoExecute, TaintVerdict::Untolerated) => {

@@ -45,7 +45,7 @@ pub fn solve_validated(input: &PlacementInput) -> Plan {
     order.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.key().cmp(&b.key())));
     let previous: BTreeMap<_, _> = input.previous.iter().map(|p| (p.workload.clone(), p)).collect();
     let mut contexts: Vec<WorkloadCtx<'_>> =
-        order.iter().map(|w| WorkloadCtx::new(w, &fleet, previous.get(&w.key()).copied())).collect();
+        order.iter().map(|w| WorkloadCtx::new(w, &fleet, previous.get(&w.key()).copied(), input.now)).collect();
 
     // Stage A: keep valid previous decisions, highest priority first.
     let mut kept: Vec<Option<Kept>> = Vec::with_capacity(contexts.len());
@@ -140,13 +140,14 @@ struct WorkloadCtx<'a> {
 }
 
 impl<'a> WorkloadCtx<'a> {
-    fn new(w: &'a Workload, fleet: &Fleet<'a>, prev: Option<&'a Placement>) -> Self {
+    fn new(w: &'a Workload, fleet: &Fleet<'a>, prev: Option<&'a Placement>, now: Option<i64>) -> Self {
         let terms: Vec<Option<&ClusterAffinity>> = if w.cluster_affinities.is_empty() {
             vec![w.cluster_affinity.as_ref()]
         } else {
             w.cluster_affinities.iter().map(Some).collect()
         };
-        let checks = terms.iter().map(|t| fleet.clusters.iter().map(|c| filter::check(w, *t, c)).collect()).collect();
+        let checks =
+            terms.iter().map(|t| fleet.clusters.iter().map(|c| filter::check(w, *t, c, now)).collect()).collect();
         let mut previous = BTreeMap::new();
         let mut previous_lost = false;
         for d in prev.map(|p| p.decisions.as_slice()).unwrap_or_default() {
