@@ -66,6 +66,10 @@ pub struct Cluster {
     /// Healthy. `false` acts as the taint `tmc.kcp.io/not-ready:NoExecute`.
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub ready: bool,
+    /// When the cluster stopped being ready (seconds, the clock of [`crate::PlacementInput::now`]);
+    /// becomes the `addedAt` of the automatic not-ready taint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_ready_since: Option<i64>,
     /// Relative cost, used by the `Cost` prioritizer (lower is better).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<f64>,
@@ -84,6 +88,7 @@ impl Default for Cluster {
             taints: Vec::new(),
             unschedulable: false,
             ready: true,
+            not_ready_since: None,
             cost: None,
         }
     }
@@ -92,7 +97,8 @@ impl Default for Cluster {
 impl Cluster {
     /// The cluster's taints including the automatic not-ready taint.
     pub fn effective_taints(&self) -> impl Iterator<Item = std::borrow::Cow<'_, Taint>> {
-        let auto = (!self.ready).then(|| std::borrow::Cow::Owned(Taint::not_ready()));
+        let auto = (!self.ready)
+            .then(|| std::borrow::Cow::Owned(Taint { added_at: self.not_ready_since, ..Taint::not_ready() }));
         self.taints.iter().map(std::borrow::Cow::Borrowed).chain(auto)
     }
 

@@ -24,6 +24,7 @@
 //! [`ReplicaScheduling`], [`taint`], [`selector`]) and on [`solve`].
 
 mod cluster;
+pub mod controller;
 mod explain;
 mod placement;
 pub mod quantity;

@@ -104,6 +104,7 @@ fn cluster(i: usize) -> impl Strategy<Value = Cluster> {
                     taints,
                     unschedulable,
                     ready,
+                    not_ready_since: None,
                     cost: cost.map(f64::from),
                 }
             },

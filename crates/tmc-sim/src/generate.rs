@@ -382,6 +382,7 @@ fn generate_fleet(n: usize, rng: &mut Rng) -> Vec<Cluster> {
                 taints,
                 unschedulable: rng.chance(3),
                 ready: !rng.chance(3),
+                not_ready_since: None,
                 cost: Some(cost_cents as f64 / 100.0),
             }
         })
