@@ -206,7 +206,7 @@ pub fn generate(config: &GenerateConfig) -> PlacementInput {
     for w in &mut workloads {
         finish_replica_bounds(w, &mut rng);
     }
-    PlacementInput { clusters, workloads, previous: Vec::new(), now: None }
+    PlacementInput { clusters, workloads, ..PlacementInput::default() }
 }
 
 /// Total demand for `resource` over the free amount of it (capacity minus allocated) on the
@@ -382,8 +382,8 @@ fn generate_fleet(n: usize, rng: &mut Rng) -> Vec<Cluster> {
                 taints,
                 unschedulable: rng.chance(3),
                 ready: !rng.chance(3),
-                not_ready_since: None,
                 cost: Some(cost_cents as f64 / 100.0),
+                ..Cluster::default()
             }
         })
         .collect()
