@@ -46,6 +46,6 @@ pub use solver::{solve, solve_validated};
 pub use taint::{Taint, TaintEffect, Toleration, TolerationOperator};
 pub use validate::{ValidationError, ValidationErrors, validate};
 pub use workload::{
-    ClusterWeight, Division, Preference, Prioritizer, PrioritizerName, ReplicaScheduling, ReplicaSchedulingType,
-    SpreadConstraint, Workload, WorkloadKey,
+    ClusterWeight, Division, Preemption, Preference, Prioritizer, PrioritizerName, Rebalance, RebalancePolicy,
+    ReplicaScheduling, ReplicaSchedulingType, SpreadConstraint, Workload, WorkloadKey,
 };

@@ -82,6 +82,12 @@ pub struct Workload {
     /// Higher is placed first under contention (default 0).
     #[serde(default)]
     pub priority: i32,
+    /// Whether this workload may displace replicas of lower-priority workloads (default `Never`).
+    #[serde(default)]
+    pub preemption: Preemption,
+    /// Whether and how fast placed replicas move back to better clusters (default `Never`).
+    #[serde(default)]
+    pub rebalance: Rebalance,
 }
 
 impl Workload {
@@ -108,6 +114,8 @@ impl Workload {
             preferences: Vec::new(),
             prioritizers: Vec::new(),
             priority: 0,
+            preemption: Preemption::Never,
+            rebalance: Rebalance::default(),
         }
     }
 }
@@ -241,4 +249,45 @@ pub struct Prioritizer {
 
 fn default_weight() -> i32 {
     1
+}
+
+/// Whether a workload that does not fit may displace lower-priority replicas.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Preemption {
+    /// Never displace anything (the default).
+    #[default]
+    Never,
+    /// Displace the fewest replicas of strictly lower-priority workloads needed to fit; the
+    /// victims are re-placed elsewhere where possible.
+    PreemptLowerPriority,
+}
+
+/// When placed replicas move to a better placement on their own.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum RebalancePolicy {
+    /// Replicas move only when a rule forces them to (the default).
+    #[default]
+    Never,
+    /// Replicas move back when the placement the workload would get today is better than the one
+    /// it has: an earlier `clusterAffinities` group, or a higher preference score (for example
+    /// after a preferred cluster recovers or is uncordoned).
+    OnRecovery,
+    /// Replicas move whenever today's placement (what a fresh solve would give, counting only
+    /// the workloads placed before this one) differs from the current one.
+    Always,
+}
+
+/// Rebalance policy and budget.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Rebalance {
+    /// `Never` (default), `OnRecovery` or `Always`.
+    #[serde(default)]
+    pub policy: RebalancePolicy,
+    /// At most this many replicas move per solve (round); unlimited when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_moves_per_round: Option<u32>,
 }

@@ -11,9 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 use tmc_core::{
     Cluster, ClusterAffinity, ClusterWeight, Division, LabelSelector, LabelSelectorRequirement, Location,
-    LocationSelector, Phase, PlacementInput, Plan, Preference, Prioritizer, PrioritizerName, Quantity,
-    ReplicaScheduling, ReplicaSchedulingType, SelectorOperator, SpreadConstraint, Taint, TaintEffect, Toleration,
-    TolerationOperator, Workload, solve, validate,
+    LocationSelector, Phase, PlacementInput, Plan, Preemption, Preference, Prioritizer, PrioritizerName, Quantity,
+    Rebalance, RebalancePolicy, ReplicaScheduling, ReplicaSchedulingType, SelectorOperator, SpreadConstraint, Taint,
+    TaintEffect, Toleration, TolerationOperator, Workload, solve, validate,
 };
 
 // ---------- strategies ----------
@@ -279,6 +279,16 @@ fn workload(i: usize, n_clusters: usize) -> impl Strategy<Value = Workload> {
                 0..3,
             ),
         ),
+        (
+            prop::bool::weighted(0.25),
+            pick(&[
+                RebalancePolicy::Never,
+                RebalancePolicy::Never,
+                RebalancePolicy::OnRecovery,
+                RebalancePolicy::Always,
+            ]),
+            opt(0u32..4, 0.3),
+        ),
     )
         .prop_map(
             move |(
@@ -290,6 +300,7 @@ fn workload(i: usize, n_clusters: usize) -> impl Strategy<Value = Workload> {
                 replica_scheduling,
                 number_of_clusters,
                 (prefs, prios),
+                (preempt, policy, budget),
             )| {
                 let mut w = Workload::named(&format!("w{i:02}"));
                 w.replicas = replicas;
@@ -324,6 +335,8 @@ fn workload(i: usize, n_clusters: usize) -> impl Strategy<Value = Workload> {
                     .filter(|(n, _)| seen.insert(*n))
                     .map(|(name, weight)| Prioritizer { name, weight })
                     .collect();
+                w.preemption = if preempt { Preemption::PreemptLowerPriority } else { Preemption::Never };
+                w.rebalance = Rebalance { policy, max_moves_per_round: budget };
                 w
             },
         )
@@ -606,8 +619,12 @@ proptest! {
             if cordon {
                 prop_assert!(on_target(after) <= on_target(before), "{} grew on cordoned {}", after.workload, name);
             }
-            // Workloads that had nothing on the changed cluster and were fully placed stay put.
-            if on_target(before) == 0 && before.phase == Phase::Scheduled {
+            // Workloads that had nothing on the changed cluster and were fully placed stay put,
+            // unless they opted into rebalance: Always or lost replicas to a preemption.
+            let w = input.workloads.iter().find(|w| w.key() == before.workload);
+            let may_move = w.is_some_and(|w| w.rebalance.policy == RebalancePolicy::Always)
+                || after.message.contains("preempted by");
+            if on_target(before) == 0 && before.phase == Phase::Scheduled && !may_move {
                 prop_assert_eq!(&before.decisions, &after.decisions, "{} moved although {} did not concern it", before.workload, name);
             }
         }

@@ -335,6 +335,25 @@ clusters:
 }
 
 #[test]
+fn skew_repair_never_opens_a_group_beyond_another_constraints_max_groups() {
+    let yaml = "
+clusters:
+  - {name: a, labels: {team: t1}, location: {region: r1}, capacity: {cpu: '100'}}
+  - {name: b, labels: {team: t1}, location: {region: r2}, capacity: {cpu: '1'}}
+  - {name: c, labels: {team: t2}, location: {region: r2}, capacity: {cpu: '100'}}
+workloads:
+  - name: w
+    replicas: 4
+    resources: {cpu: '1'}
+    spreadConstraints:
+      - {topologyKey: region, minGroups: 2, maxSkew: 0}
+      - {topologyKey: team, maxGroups: 1}
+";
+    let plan = check(yaml, "default/w PartiallyScheduled a=1 b=1");
+    assert!(plan.placements[0].message.ends_with("Placed 2/4 replicas."), "{}", plan.placements[0].message);
+}
+
+#[test]
 fn cluster_affinities_fall_back_by_capacity() {
     let fleet = "
 clusters:
@@ -420,4 +439,114 @@ fn unchanged_input_with_previous_moves_nothing() {
     for p in &third.placements {
         assert!(p.decisions.iter().all(|d| d.cluster != "a"), "{p:?}");
     }
+}
+
+#[test]
+fn scale_down_trims_the_least_preferred_and_scale_up_extends() {
+    let base = "
+clusters:
+  - {name: a, labels: {tier: gold}, capacity: {cpu: '100'}}
+  - {name: b, capacity: {cpu: '100'}}
+workloads:
+  - {name: w, replicas: REPLICAS, resources: {cpu: '1'}, preferences: [{weight: 50, labelSelector: {matchLabels: {tier: gold}}}]}
+previous:
+  - {workload: default/w, decisions: [{cluster: a, replicas: 3}, {cluster: b, replicas: 3}]}
+";
+    check(&base.replace("REPLICAS", "4"), "default/w Scheduled a=3 b=1");
+    check(&base.replace("REPLICAS", "2"), "default/w Scheduled a=2");
+    let plan = check(&base.replace("REPLICAS", "10"), "default/w Scheduled a=5 b=5");
+    assert!(plan.placements[0].message.is_empty());
+}
+
+#[test]
+fn rebalance_moves_back_per_policy_and_budget() {
+    let fleet = "
+clusters:
+  - {name: a, labels: {tier: gold}, capacity: {cpu: '10'}}
+  - {name: b, capacity: {cpu: '10'}}
+previous:
+  - {workload: default/w, decisions: [{cluster: b, replicas: 4}]}
+workloads:
+";
+    let w = |rebalance: &str| {
+        format!(
+            "{fleet}  - {{name: w, replicas: 4, resources: {{cpu: '1'}}, replicaScheduling: {{division: Aggregated}}, preferences: [{{weight: 50, labelSelector: {{matchLabels: {{tier: gold}}}}}}], rebalance: {rebalance}}}"
+        )
+    };
+    check(&w("{policy: Never}"), "default/w Scheduled b=4");
+    let plan = check(&w("{policy: OnRecovery}"), "default/w Scheduled a=4");
+    assert_eq!(plan.placements[0].message, "rebalanced: 4 replicas moved.");
+    // A budget of 2 moves per round: half now, the rest next round.
+    let input: PlacementInput = serde_saphyr::from_str(&w("{policy: OnRecovery, maxMovesPerRound: 2}")).unwrap();
+    let round1 = solve(&input).unwrap();
+    assert_eq!(render(&round1), "default/w Scheduled a=2 b=2");
+    let round2 = solve(&PlacementInput { previous: round1.placements.clone(), ..input.clone() }).unwrap();
+    assert_eq!(render(&round2), "default/w Scheduled a=4");
+    let round3 = solve(&PlacementInput { previous: round2.placements.clone(), ..input }).unwrap();
+    assert_eq!(render(&round3), "default/w Scheduled a=4", "settled: nothing moves once the ideal is reached");
+}
+
+#[test]
+fn rebalance_returns_to_the_primary_affinity_group() {
+    let yaml = |policy: &str| {
+        format!(
+            "
+clusters:
+  - {{name: primary, labels: {{tier: primary}}, capacity: {{cpu: '10'}}}}
+  - {{name: secondary, labels: {{tier: secondary}}, capacity: {{cpu: '10'}}}}
+workloads:
+  - name: w
+    replicas: 3
+    resources: {{cpu: '1'}}
+    clusterAffinities:
+      - {{name: first, labelSelector: {{matchLabels: {{tier: primary}}}}}}
+      - {{name: second, labelSelector: {{matchLabels: {{tier: secondary}}}}}}
+    rebalance: {{policy: {policy}}}
+previous:
+  - {{workload: default/w, affinityGroup: second, decisions: [{{cluster: secondary, replicas: 3}}]}}
+"
+        )
+    };
+    check(&yaml("Never"), "default/w Scheduled secondary=3 group=second");
+    check(&yaml("OnRecovery"), "default/w Scheduled primary=3 group=first");
+}
+
+#[test]
+fn preemption_displaces_the_fewest_lower_priority_replicas() {
+    let yaml = |preemption: &str| {
+        format!(
+            "
+clusters:
+  - {{name: a, capacity: {{cpu: '4'}}}}
+workloads:
+  - {{name: batch, replicas: 4, priority: 0, resources: {{cpu: '1'}}}}
+  - {{name: web, replicas: 2, priority: 10, resources: {{cpu: '1'}}, preemption: {preemption}}}
+previous:
+  - {{workload: default/batch, decisions: [{{cluster: a, replicas: 4}}]}}
+"
+        )
+    };
+    check(&yaml("Never"), "default/batch Scheduled a=4\ndefault/web Unschedulable");
+    let plan = check(&yaml("PreemptLowerPriority"), "default/batch PartiallyScheduled a=2\ndefault/web Scheduled a=2");
+    assert_eq!(plan.placements[1].message, "preempted 2 replicas of default/batch on a.");
+    assert!(
+        plan.placements[0].message.ends_with("2 replicas on a preempted by default/web."),
+        "{}",
+        plan.placements[0].message
+    );
+}
+
+#[test]
+fn preempted_replicas_are_replaced_elsewhere_when_possible() {
+    let yaml = "
+clusters:
+  - {name: a, labels: {zone: one}, capacity: {cpu: '4'}}
+  - {name: b, capacity: {cpu: '4'}}
+workloads:
+  - {name: batch, replicas: 4, resources: {cpu: '1'}}
+  - {name: web, replicas: 2, priority: 10, resources: {cpu: '1'}, preemption: PreemptLowerPriority, clusterAffinity: {labelSelector: {matchLabels: {zone: one}}}}
+previous:
+  - {workload: default/batch, decisions: [{cluster: a, replicas: 4}]}
+";
+    check(yaml, "default/batch Scheduled a=2 b=2\ndefault/web Scheduled a=2");
 }

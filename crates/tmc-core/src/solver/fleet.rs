@@ -1,42 +1,66 @@
-//! The compiled fleet: clusters indexed by name, resources indexed densely, free capacity as
-//! vectors, and the running usage of the batch being planned.
+//! The compiled fleet: clusters indexed by name, resources indexed densely, free capacity as flat
+//! integer arrays, topology groups per spread key, and the running usage of the batch.
+//!
+//! Amounts are exact integers. Each resource gets its own unit (the largest power of ten of
+//! nano-units that divides every amount of that resource in the input), so typical amounts such
+//! as millicores and bytes fit in 64 bits and the hot divisions stay cheap; nothing is rounded.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::{Cluster, PlacementInput, Quantity, Workload, resources::PODS};
 
-/// Clusters sorted by name with dense resource vectors.
+/// "No limit" for a resource a cluster does not enforce (`pods` where not listed).
+pub(crate) const UNLIMITED: u128 = u128::MAX;
+
+/// Clusters sorted by name with dense resource arrays.
 pub(crate) struct Fleet<'a> {
     /// Clusters, sorted by name; a cluster's index is its identity inside the solver.
     pub clusters: Vec<&'a Cluster>,
     /// Name to index.
     pub by_name: BTreeMap<&'a str, usize>,
-    /// Resource names; a resource's index addresses the vectors below.
+    /// Resource names; a resource's index addresses the arrays below.
     pub resources: Vec<&'a str>,
     res_index: BTreeMap<&'a str, usize>,
-    /// `capacity - allocated` per cluster and resource. A resource the cluster does not list is 0,
-    /// except `pods`, which is unlimited where not listed.
-    pub free: Vec<Vec<Quantity>>,
-    /// Capacity with the same conventions (for scoring).
-    pub capacity: Vec<Vec<Quantity>>,
+    /// Nano-units per scaled unit, per resource.
+    unit: Vec<u128>,
+    /// `capacity - allocated`, scaled, at `[cluster * resources.len() + resource]`. A resource the
+    /// cluster does not list is 0, except `pods`, which is [`UNLIMITED`] where not listed.
+    free: Vec<u128>,
+    /// Capacity with the same layout and conventions (for scoring).
+    capacity: Vec<u128>,
+    /// Topology group id of every cluster per spread key used by any workload (`None`: the
+    /// cluster lacks the key). Ids follow the sorted values, so they do not depend on input order.
+    topology: BTreeMap<&'a str, Vec<Option<u32>>>,
 }
 
-/// Per-replica demand of a workload: `(resource index, amount)` for every non-zero amount,
+/// Per-replica demand of a workload: `(resource index, scaled amount)` for every non-zero amount,
 /// always including `pods` (1 unless the workload requests another amount).
-#[derive(Clone, Debug)]
-pub(crate) struct Demand(pub Vec<(usize, Quantity)>);
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Demand(pub Vec<(usize, u128)>);
+
+/// Replicas per cluster, sorted by cluster index, no zero entries.
+pub(crate) type Counts = Vec<(usize, u64)>;
 
 /// What the batch has used so far.
 #[derive(Clone)]
 pub(crate) struct Usage {
-    /// Per cluster and resource.
-    pub used: Vec<Vec<Quantity>>,
+    used: Vec<u128>,
     /// Workloads of this batch with replicas on each cluster (for `Balance`).
     pub workloads_on: Vec<u32>,
 }
 
+fn pow10_unit(values: impl Iterator<Item = u128>) -> u128 {
+    let mut unit = 1_000_000_000u128;
+    for v in values {
+        while unit > 1 && v % unit != 0 {
+            unit /= 10;
+        }
+    }
+    unit
+}
+
 impl<'a> Fleet<'a> {
-    /// Indexes the input's clusters and every resource name it mentions.
+    /// Indexes the input's clusters, every resource name and every spread key it mentions.
     pub fn compile(input: &'a PlacementInput) -> Self {
         let mut clusters: Vec<&Cluster> = input.clusters.iter().collect();
         clusters.sort_by(|a, b| a.name.cmp(&b.name));
@@ -51,46 +75,76 @@ impl<'a> Fleet<'a> {
         }
         let resources: Vec<&str> = names.into_iter().collect();
         let res_index = resources.iter().enumerate().map(|(i, r)| (*r, i)).collect();
-        let mut free = Vec::with_capacity(clusters.len());
-        let mut capacity = Vec::with_capacity(clusters.len());
+        let unit: Vec<u128> = resources
+            .iter()
+            .map(|r| {
+                let amounts = clusters
+                    .iter()
+                    .flat_map(|c| c.capacity.get(*r).into_iter().chain(c.allocated.get(*r)))
+                    .chain(input.workloads.iter().filter_map(|w| w.resources.get(*r)))
+                    .map(|q| q.nanos())
+                    .chain((*r == PODS).then_some(1_000_000_000));
+                pow10_unit(amounts)
+            })
+            .collect();
+        let nr = resources.len();
+        let mut free = Vec::with_capacity(clusters.len() * nr);
+        let mut capacity = Vec::with_capacity(clusters.len() * nr);
         for c in &clusters {
-            let mut f = Vec::with_capacity(resources.len());
-            let mut cap = Vec::with_capacity(resources.len());
-            for r in &resources {
-                match c.capacity.get(*r) {
+            for (r, name) in resources.iter().enumerate() {
+                match c.capacity.get(*name) {
                     Some(total) => {
-                        let alloc = c.allocated.get(*r).copied().unwrap_or_default();
-                        f.push(total.saturating_sub(alloc));
-                        cap.push(*total);
+                        let alloc = c.allocated.get(*name).copied().unwrap_or_default();
+                        free.push(total.saturating_sub(alloc).nanos() / unit[r]);
+                        capacity.push(total.nanos() / unit[r]);
                     }
-                    None if *r == PODS => {
-                        f.push(Quantity::MAX);
-                        cap.push(Quantity::MAX);
+                    None if *name == PODS => {
+                        free.push(UNLIMITED);
+                        capacity.push(UNLIMITED);
                     }
                     None => {
-                        f.push(Quantity::ZERO);
-                        cap.push(Quantity::ZERO);
+                        free.push(0);
+                        capacity.push(0);
                     }
                 }
             }
-            free.push(f);
-            capacity.push(cap);
         }
-        Fleet { clusters, by_name, resources, res_index, free, capacity }
+        let keys: BTreeSet<&str> =
+            input.workloads.iter().flat_map(|w| w.spread_constraints.iter().map(|s| s.topology_key.as_str())).collect();
+        let topology = keys
+            .into_iter()
+            .map(|key| {
+                let values: Vec<Option<&str>> = clusters.iter().map(|c| c.topology_value(key)).collect();
+                let ids: BTreeMap<&str, u32> =
+                    values.iter().flatten().copied().collect::<BTreeSet<_>>().into_iter().zip(0..).collect();
+                (key, values.iter().map(|v| v.map(|v| ids[v])).collect())
+            })
+            .collect();
+        Fleet { clusters, by_name, resources, res_index, unit, free, capacity, topology }
+    }
+
+    /// Number of resources.
+    fn nr(&self) -> usize {
+        self.resources.len()
+    }
+
+    /// The topology groups of spread key `key` (every key of the input was compiled).
+    pub fn groups(&self, key: &str) -> &[Option<u32>] {
+        self.topology.get(key).map_or(&[], Vec::as_slice)
     }
 
     /// The per-replica demand of `w`.
     pub fn demand(&self, w: &Workload) -> Demand {
-        let mut d: Vec<(usize, Quantity)> = w
+        let mut d: Vec<(usize, u128)> = w
             .resources
             .iter()
             .filter(|(_, q)| !q.is_zero())
-            .filter_map(|(name, q)| self.res_index.get(name.as_str()).map(|&i| (i, *q)))
+            .filter_map(|(name, q)| self.res_index.get(name.as_str()).map(|&i| (i, q.nanos() / self.unit[i])))
             .collect();
         if !w.resources.contains_key(PODS)
             && let Some(&pods) = self.res_index.get(PODS)
         {
-            d.push((pods, Quantity::from_units(1)));
+            d.push((pods, Quantity::from_units(1).nanos() / self.unit[pods]));
             d.sort_by_key(|(i, _)| *i);
         }
         Demand(d)
@@ -98,10 +152,15 @@ impl<'a> Fleet<'a> {
 
     /// How many more replicas of `demand` fit on cluster `c`, and the resource that limits it.
     pub fn fit(&self, usage: &Usage, c: usize, demand: &Demand) -> (u64, Option<usize>) {
+        let base = c * self.nr();
         let mut best = (u64::MAX, None);
         for &(r, q) in &demand.0 {
-            let avail = self.free[c][r].saturating_sub(usage.used[c][r]);
-            let n = avail.fits(q);
+            let free = self.free[base + r];
+            if free == UNLIMITED {
+                continue;
+            }
+            let avail = free.saturating_sub(usage.used[base + r]);
+            let n = u64::try_from(avail / q).unwrap_or(u64::MAX);
             if n < best.0 {
                 best = (n, Some(r));
             }
@@ -111,41 +170,74 @@ impl<'a> Fleet<'a> {
 
     /// The resources of which cluster `c` cannot hold `need` more replicas.
     pub fn short_resources(&self, usage: &Usage, c: usize, demand: &Demand, need: u64) -> Vec<usize> {
+        let base = c * self.nr();
         demand
             .0
             .iter()
-            .filter(|&&(r, q)| self.free[c][r].saturating_sub(usage.used[c][r]).fits(q) < need)
+            .filter(|&&(r, q)| {
+                let free = self.free[base + r];
+                free != UNLIMITED && free.saturating_sub(usage.used[base + r]) / q < u128::from(need)
+            })
             .map(|&(r, _)| r)
             .collect()
     }
 
+    /// Average free fraction (0..=100) of the requested resources on `c` after one more replica,
+    /// like kube-scheduler's LeastAllocated; unlimited resources count as fully free.
+    pub fn least_allocated(&self, usage: &Usage, c: usize, demand: &Demand) -> i64 {
+        if demand.0.is_empty() {
+            return 100;
+        }
+        let base = c * self.nr();
+        let mut sum = 0u128;
+        for &(r, q) in &demand.0 {
+            let cap = self.capacity[base + r];
+            sum += if cap == UNLIMITED || cap == 0 {
+                if cap == 0 { 0 } else { 1000 }
+            } else {
+                let after = self.free[base + r].saturating_sub(usage.used[base + r]).saturating_sub(q);
+                Quantity::from_nanos(after).per_mille_of(Quantity::from_nanos(cap)).into()
+            };
+        }
+        i64::try_from(sum / demand.0.len() as u128 / 10).unwrap_or(100)
+    }
+
     /// A fresh, empty usage.
     pub fn empty_usage(&self) -> Usage {
-        Usage {
-            used: vec![vec![Quantity::ZERO; self.resources.len()]; self.clusters.len()],
-            workloads_on: vec![0; self.clusters.len()],
+        Usage { used: vec![0; self.clusters.len() * self.nr()], workloads_on: vec![0; self.clusters.len()] }
+    }
+
+    /// Adds `counts` replicas of `demand` to `usage`.
+    pub fn add(&self, usage: &mut Usage, counts: &[(usize, u64)], demand: &Demand) {
+        for &(c, n) in counts {
+            let base = c * self.nr();
+            for &(r, q) in &demand.0 {
+                usage.used[base + r] = usage.used[base + r].saturating_add(q.saturating_mul(u128::from(n)));
+            }
+            usage.workloads_on[c] += 1;
+        }
+    }
+
+    /// Undoes [`Fleet::add`].
+    pub fn remove(&self, usage: &mut Usage, counts: &[(usize, u64)], demand: &Demand) {
+        for &(c, n) in counts {
+            let base = c * self.nr();
+            for &(r, q) in &demand.0 {
+                usage.used[base + r] = usage.used[base + r].saturating_sub(q.saturating_mul(u128::from(n)));
+            }
+            usage.workloads_on[c] = usage.workloads_on[c].saturating_sub(1);
         }
     }
 }
 
-impl Usage {
-    /// Adds `replicas` of `demand` on every `(cluster, replicas)` in `counts`.
-    pub fn add(&mut self, counts: &BTreeMap<usize, u64>, demand: &Demand) {
-        for (&c, &n) in counts {
-            for &(r, q) in &demand.0 {
-                self.used[c][r] = self.used[c][r].saturating_add(q.saturating_mul(n));
-            }
-            self.workloads_on[c] += 1;
-        }
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    /// Undoes [`Usage::add`].
-    pub fn remove(&mut self, counts: &BTreeMap<usize, u64>, demand: &Demand) {
-        for (&c, &n) in counts {
-            for &(r, q) in &demand.0 {
-                self.used[c][r] = self.used[c][r].saturating_sub(q.saturating_mul(n));
-            }
-            self.workloads_on[c] = self.workloads_on[c].saturating_sub(1);
-        }
+    #[test]
+    fn units_are_the_largest_exact_power_of_ten() {
+        assert_eq!(pow10_unit([500_000_000u128, 2_000_000_000].into_iter()), 100_000_000);
+        assert_eq!(pow10_unit([3u128].into_iter()), 1);
+        assert_eq!(pow10_unit(std::iter::empty()), 1_000_000_000);
     }
 }

@@ -6,8 +6,6 @@
 //! and `LeastAllocated`, weight 1 each. Scores only order clusters; they never override a hard
 //! constraint.
 
-use std::collections::BTreeMap;
-
 use super::fleet::{Demand, Fleet, Usage};
 use crate::{Prioritizer, PrioritizerName, Workload};
 
@@ -26,7 +24,7 @@ pub(crate) fn score(
     usage: &Usage,
     demand: &Demand,
     cands: &[usize],
-    previous: &BTreeMap<usize, u64>,
+    previous: &[(usize, u64)],
     prefer_no_schedule: impl Fn(usize) -> u32,
 ) -> Vec<i64> {
     let prioritizers: &[Prioritizer] = if w.prioritizers.is_empty() { &DEFAULT_PRIORITIZERS } else { &w.prioritizers };
@@ -50,14 +48,14 @@ pub(crate) fn score(
                 let value: i64 = match p.name {
                     PrioritizerName::Balance => 100 - 100 * i64::from(usage.workloads_on[c]) / i64::from(max_on),
                     PrioritizerName::Steady => {
-                        if previous.contains_key(&c) {
+                        if previous.binary_search_by_key(&c, |&(x, _)| x).is_ok() {
                             100
                         } else {
                             0
                         }
                     }
-                    PrioritizerName::LeastAllocated => least_allocated(fleet, usage, demand, c),
-                    PrioritizerName::MostAllocated => 100 - least_allocated(fleet, usage, demand, c),
+                    PrioritizerName::LeastAllocated => fleet.least_allocated(usage, c, demand),
+                    PrioritizerName::MostAllocated => 100 - fleet.least_allocated(usage, c, demand),
                     PrioritizerName::Cost => match cluster.cost {
                         None => 0,
                         Some(_) if max_cost <= min_cost => 100,
@@ -70,19 +68,4 @@ pub(crate) fn score(
             total - PREFER_NO_SCHEDULE_PENALTY * i64::from(prefer_no_schedule(c))
         })
         .collect()
-}
-
-/// Average free fraction (0..=100) of the requested resources after one more replica, like
-/// kube-scheduler's LeastAllocated. Resources the cluster leaves unlimited count as fully free.
-fn least_allocated(fleet: &Fleet<'_>, usage: &Usage, demand: &Demand, c: usize) -> i64 {
-    if demand.0.is_empty() {
-        return 100;
-    }
-    let mut sum = 0u64;
-    for &(r, q) in &demand.0 {
-        let cap = fleet.capacity[c][r];
-        let after = fleet.free[c][r].saturating_sub(usage.used[c][r]).saturating_sub(q);
-        sum += if cap == crate::Quantity::MAX { 1000 } else { after.per_mille_of(cap) };
-    }
-    i64::try_from(sum / demand.0.len() as u64 / 10).unwrap_or(100)
 }

@@ -7,54 +7,49 @@ use super::fleet::Fleet;
 use crate::{SpreadConstraint, Workload};
 
 /// The topology groups of every cluster for each of a workload's spread constraints.
+#[derive(Clone)]
 pub(crate) struct Spread<'w> {
     pub constraints: &'w [SpreadConstraint],
-    /// `groups[k][c]`: the group id of cluster `c` under constraint `k` (`None`: lacks the key).
-    groups: Vec<Vec<Option<u32>>>,
+    /// `groups[k][c]`: the group id of cluster `c` under constraint `k` (`None`: lacks the key),
+    /// shared with every workload spreading over the same key.
+    groups: Vec<&'w [Option<u32>]>,
 }
 
 impl<'w> Spread<'w> {
-    /// Interns each constraint's topology values (sorted, so ids do not depend on input order).
-    pub fn new(w: &'w Workload, fleet: &Fleet<'_>) -> Self {
-        let groups = w
-            .spread_constraints
-            .iter()
-            .map(|s| {
-                let values: Vec<Option<&str>> =
-                    fleet.clusters.iter().map(|c| c.topology_value(&s.topology_key)).collect();
-                let mut ids: BTreeMap<&str, u32> = values.iter().flatten().map(|v| (*v, 0)).collect();
-                for (i, id) in ids.values_mut().enumerate() {
-                    *id = i as u32;
-                }
-                values.iter().map(|v| v.map(|v| ids[v])).collect()
-            })
-            .collect();
+    /// The spread of `w`, with group ids compiled once per key by the fleet.
+    pub fn new(w: &'w Workload, fleet: &'w Fleet<'_>) -> Self {
+        let groups = w.spread_constraints.iter().map(|s| fleet.groups(&s.topology_key)).collect();
         Spread { constraints: &w.spread_constraints, groups }
     }
 
     /// The group of cluster `c` under constraint `k` (clusters lacking the key never get here:
     /// the filter closes them; they map to a group of their own to stay total).
     pub fn group(&self, k: usize, c: usize) -> u32 {
-        self.groups[k][c].unwrap_or(u32::MAX)
+        self.groups[k].get(c).copied().flatten().unwrap_or(u32::MAX)
     }
 
     /// Sums `value(c)` per group of constraint `k` over the clusters in `counts` with a non-zero count.
-    pub fn group_sums(
-        &self,
-        k: usize,
-        counts: &BTreeMap<usize, u64>,
-        value: impl Fn(u64) -> u64,
-    ) -> BTreeMap<u32, u64> {
+    pub fn group_sums(&self, k: usize, counts: &[(usize, u64)], value: impl Fn(u64) -> u64) -> BTreeMap<u32, u64> {
         let mut sums = BTreeMap::new();
-        for (&c, &n) in counts.iter().filter(|(_, n)| **n > 0) {
+        for &(c, n) in counts.iter().filter(|(_, n)| *n > 0) {
             *sums.entry(self.group(k, c)).or_insert(0) += value(n);
         }
         sums
     }
 
+    /// Whether cluster `c` can be added to `counts` without exceeding any `maxGroups`.
+    pub fn may_join(&self, counts: &[(usize, u64)], c: usize) -> bool {
+        self.constraints.iter().enumerate().all(|(k, s)| {
+            let Some(max) = s.max_groups else { return true };
+            let g = self.group(k, c);
+            let used = self.group_sums(k, counts, |n| n);
+            used.contains_key(&g) || used.len() < max as usize
+        })
+    }
+
     /// Checks group bounds and skew for a decision set; `value` maps a cluster's replicas to what
     /// skew compares (replicas for Divided, 1 per cluster for Duplicated). Returns the violation.
-    pub fn violation(&self, counts: &BTreeMap<usize, u64>, value: impl Fn(u64) -> u64 + Copy) -> Option<String> {
+    pub fn violation(&self, counts: &[(usize, u64)], value: impl Fn(u64) -> u64 + Copy) -> Option<String> {
         for (k, s) in self.constraints.iter().enumerate() {
             let sums = self.group_sums(k, counts, value);
             let used = sums.len() as u64;
@@ -99,21 +94,42 @@ pub(crate) fn select(
     limit: usize,
     initial: &[usize],
     dup_skew: bool,
-    covered: impl Fn(&[usize]) -> bool,
+    cover: Option<(u64, &dyn Fn(usize) -> u64)>,
 ) -> Selection {
     let k_count = spread.constraints.len();
+    let mut chosen: Vec<usize> = Vec::with_capacity(order.len().min(limit));
+    let n = order.iter().chain(initial).max().map_or(0, |m| m + 1);
+    let mut is_chosen = vec![false; n];
+    let mut covered = 0u64;
+    let target = cover.map(|(t, _)| t);
+    if k_count == 0 {
+        // No spread: take clusters in order until the limit or the cover target is reached.
+        for &c in initial.iter().chain(order) {
+            if is_chosen[c] {
+                continue;
+            }
+            if chosen.len() >= limit.max(initial.len()) || target.is_some_and(|t| covered >= t) {
+                break;
+            }
+            is_chosen[c] = true;
+            chosen.push(c);
+            if let Some((_, cap)) = cover {
+                covered = covered.saturating_add(cap(c));
+            }
+        }
+        return Selection { chosen, reps: Vec::new(), shortfalls: Vec::new() };
+    }
     let mut counts: Vec<BTreeMap<u32, u64>> = vec![BTreeMap::new(); k_count];
-    let mut chosen: Vec<usize> = Vec::new();
-    let mut is_chosen = BTreeMap::new();
-    let add = |c: usize,
-               counts: &mut Vec<BTreeMap<u32, u64>>,
-               chosen: &mut Vec<usize>,
-               is_chosen: &mut BTreeMap<usize, ()>| {
+    let covered = std::cell::Cell::new(covered);
+    let add = |c: usize, counts: &mut Vec<BTreeMap<u32, u64>>, chosen: &mut Vec<usize>, is_chosen: &mut Vec<bool>| {
         for (k, ck) in counts.iter_mut().enumerate() {
             *ck.entry(spread.group(k, c)).or_insert(0) += 1;
         }
         chosen.push(c);
-        is_chosen.insert(c, ());
+        is_chosen[c] = true;
+        if let Some((_, cap)) = cover {
+            covered.set(covered.get().saturating_add(cap(c)));
+        }
     };
     for &c in initial {
         add(c, &mut counts, &mut chosen, &mut is_chosen);
@@ -149,7 +165,7 @@ pub(crate) fn select(
         }
         let mut best: Option<(usize, usize)> = None;
         for &c in order {
-            if is_chosen.contains_key(&c) || !admissible(c, &counts) {
+            if is_chosen[c] || !admissible(c, &counts) {
                 continue;
             }
             let gain = deficient.iter().filter(|&&k| !counts[k].contains_key(&spread.group(k, c))).count();
@@ -189,10 +205,10 @@ pub(crate) fn select(
     loop {
         let mut progress = false;
         for &c in order {
-            if chosen.len() >= limit || covered(&chosen) {
+            if chosen.len() >= limit || target.is_some_and(|t| covered.get() >= t) {
                 break;
             }
-            if !is_chosen.contains_key(&c) && admissible(c, &counts) {
+            if !is_chosen[c] && admissible(c, &counts) {
                 add(c, &mut counts, &mut chosen, &mut is_chosen);
                 progress = true;
             }

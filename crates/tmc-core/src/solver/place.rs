@@ -1,0 +1,653 @@
+//! Placing one workload: candidates, scores, selection, division, skew repair and verification;
+//! keeping and trimming previous decisions; and the rebalance move toward today's placement.
+
+use super::{
+    divide,
+    filter::{Admission, Filters},
+    fleet::{Counts, Demand, Fleet, Usage},
+    score,
+    spread::{Spread, select},
+};
+use crate::{ClusterAffinity, Division, Placement, Reason, RebalancePolicy, ReplicaSchedulingType, Workload};
+
+/// Previous decisions accepted in stage A.
+#[derive(Clone, Debug)]
+pub(crate) struct Kept {
+    pub term: usize,
+    pub counts: Counts,
+    /// Nothing left to add (Divided: all replicas; Duplicated: `numberOfClusters` reached).
+    pub complete: bool,
+}
+
+/// The result of placing one workload under one affinity group.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Outcome {
+    pub term: usize,
+    pub counts: Counts,
+    pub complete: bool,
+    /// Clusters that passed the filters but had no room (or weight 0), with the reasons.
+    pub capacity_rejections: Vec<(usize, Vec<Reason>)>,
+    /// Clusters that passed every filter and had room, sorted.
+    pub candidates: Vec<usize>,
+    /// Constraint shortfalls, as sentences (shown when the placement is not complete).
+    pub notes: Vec<String>,
+    /// Things that happened to the workload (preemption, rebalancing), always shown.
+    pub events: Vec<String>,
+    /// True when this outcome came from several affinity groups and none was complete.
+    pub fell_back: bool,
+}
+
+impl Outcome {
+    /// An outcome that is exactly a kept decision.
+    pub fn kept(k: Kept) -> Self {
+        Outcome { term: k.term, counts: k.counts, complete: k.complete, ..Outcome::default() }
+    }
+
+    /// Replicas placed (Duplicated: summed over clusters).
+    pub fn placed(&self) -> u64 {
+        self.counts.iter().map(|&(_, n)| n).sum()
+    }
+}
+
+/// The replicas of `c` in `counts` (sorted by cluster).
+pub(crate) fn count_of(counts: &[(usize, u64)], c: usize) -> u64 {
+    counts.binary_search_by_key(&c, |&(x, _)| x).map_or(0, |i| counts[i].1)
+}
+
+fn set_count(counts: &mut Counts, c: usize, n: u64) {
+    match counts.binary_search_by_key(&c, |&(x, _)| x) {
+        Ok(i) if n == 0 => {
+            counts.remove(i);
+        }
+        Ok(i) => counts[i].1 = n,
+        Err(i) if n > 0 => counts.insert(i, (c, n)),
+        Err(_) => {}
+    }
+}
+
+/// Everything about one workload that does not change while the batch is placed.
+#[derive(Clone)]
+pub(crate) struct WorkloadCtx<'a> {
+    pub w: &'a Workload,
+    pub demand: Demand,
+    pub terms: Vec<Option<&'a ClusterAffinity>>,
+    /// The compiled filter of each term.
+    pub filters: Vec<usize>,
+    spread: Spread<'a>,
+    /// Previous replicas per cluster index (clusters that no longer exist are dropped).
+    pub previous: Counts,
+    /// The previous decisions named a cluster that no longer exists.
+    previous_lost: bool,
+    previous_group: Option<&'a str>,
+}
+
+impl<'a> WorkloadCtx<'a> {
+    pub fn new(w: &'a Workload, fleet: &'a Fleet<'a>, filters: &Filters<'a>, prev: Option<&'a Placement>) -> Self {
+        let terms = super::filter::affinity_terms(w);
+        let filter_ids = terms.iter().map(|t| filters.find(w, *t)).collect();
+        let mut previous = Counts::new();
+        let mut previous_lost = false;
+        for d in prev.map(|p| p.decisions.as_slice()).unwrap_or_default() {
+            match fleet.by_name.get(d.cluster.as_str()) {
+                Some(&c) => set_count(&mut previous, c, u64::from(d.replicas)),
+                None => previous_lost = true,
+            }
+        }
+        WorkloadCtx {
+            w,
+            demand: fleet.demand(w),
+            terms,
+            filters: filter_ids,
+            spread: Spread::new(w, fleet),
+            previous,
+            previous_lost,
+            previous_group: prev.and_then(|p| p.affinity_group.as_deref()),
+        }
+    }
+
+    pub fn replicas(&self) -> u64 {
+        u64::from(self.w.replicas)
+    }
+
+    pub fn divided(&self) -> bool {
+        self.w.replica_scheduling.kind == ReplicaSchedulingType::Divided
+    }
+
+    fn uses_static_weights(&self) -> bool {
+        self.divided() && self.w.replica_scheduling.division == Division::Weighted
+    }
+
+    /// Static weight of cluster `c` for Weighted division: the first matching entry, else 0;
+    /// equal weights when no entry is given.
+    fn static_weight(&self, fleet: &Fleet<'_>, c: usize) -> u64 {
+        let weights = &self.w.replica_scheduling.weights;
+        if weights.is_empty() {
+            return 1;
+        }
+        let cluster = fleet.clusters[c];
+        weights
+            .iter()
+            .find(|e| {
+                e.cluster_names.contains(&cluster.name)
+                    || e.label_selector.as_ref().is_some_and(|s| s.matches(&cluster.labels))
+            })
+            .map_or(0, |e| u64::from(e.weight))
+    }
+
+    fn skew_value(&self) -> fn(u64) -> u64 {
+        if self.divided() { |n| n } else { |_| 1 }
+    }
+
+    /// Scores `clusters` for this workload under `term`, given `usage`.
+    fn scores(
+        &self,
+        fleet: &Fleet<'_>,
+        filters: &Filters<'_>,
+        usage: &Usage,
+        term: usize,
+        clusters: &[usize],
+    ) -> Vec<i64> {
+        let mask = filters.mask(self.filters[term]);
+        score::score(self.w, fleet, usage, &self.demand, clusters, &self.previous, |c| mask.prefer_no_schedule(c))
+    }
+
+    /// Stage A: the previous decisions, if they still satisfy every hard constraint and fit;
+    /// after a scale-down, trimmed on the least preferred clusters first.
+    pub fn keep(&self, fleet: &Fleet<'_>, filters: &Filters<'_>, usage: &Usage) -> Option<Kept> {
+        if self.previous.is_empty() || self.previous_lost {
+            return None;
+        }
+        let term = match self.previous_group {
+            Some(name) => self.terms.iter().position(|t| t.and_then(|t| t.name.as_deref()) == Some(name))?,
+            None => (0..self.terms.len()).find(|&t| {
+                let mask = filters.mask(self.filters[t]);
+                self.previous.iter().all(|&(c, _)| mask.admission(c) != Admission::Closed)
+            })?,
+        };
+        let mask = filters.mask(self.filters[term]);
+        let r = self.replicas();
+        let rs = &self.w.replica_scheduling;
+        for &(c, n) in &self.previous {
+            if mask.admission(c) == Admission::Closed || fleet.fit(usage, c, &self.demand).0 < n {
+                return None;
+            }
+            if self.divided() {
+                if rs.max_replicas_per_cluster.is_some_and(|m| n > u64::from(m))
+                    || (self.uses_static_weights() && self.static_weight(fleet, c) == 0)
+                {
+                    return None;
+                }
+            } else if n != r {
+                return None;
+            }
+        }
+        let mut counts = self.previous.clone();
+        if self.w.number_of_clusters.is_some_and(|n| counts.len() as u64 > u64::from(n)) {
+            return None;
+        }
+        if self.divided() && counts.iter().map(|&(_, n)| n).sum::<u64>() > r {
+            self.trim(fleet, filters, usage, term, &mut counts);
+        }
+        let min_per = u64::from(rs.min_replicas_per_cluster.unwrap_or(0));
+        if self.divided() && counts.iter().any(|&(_, n)| n < min_per) {
+            return None;
+        }
+        if self.spread.violation(&counts, self.skew_value()).is_some() {
+            return None;
+        }
+        let sum: u64 = counts.iter().map(|&(_, n)| n).sum();
+        let complete = if self.divided() {
+            sum == r
+        } else {
+            // Duplicated without numberOfClusters means "all feasible": look for new clusters.
+            self.w.number_of_clusters.is_some_and(|n| counts.len() as u64 == u64::from(n))
+        };
+        Some(Kept { term, counts, complete })
+    }
+
+    /// Scale-down: removes replicas from the least preferred clusters until the request is met; a
+    /// cluster that would drop below `minReplicasPerCluster` is emptied instead.
+    fn trim(&self, fleet: &Fleet<'_>, filters: &Filters<'_>, usage: &Usage, term: usize, counts: &mut Counts) {
+        let r = self.replicas();
+        let min_per = u64::from(self.w.replica_scheduling.min_replicas_per_cluster.unwrap_or(0));
+        let clusters: Vec<usize> = counts.iter().map(|&(c, _)| c).collect();
+        let scores = self.scores(fleet, filters, usage, term, &clusters);
+        let mut worst_first: Vec<(i64, usize)> = scores.into_iter().zip(clusters).collect();
+        worst_first.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        for (_, c) in worst_first {
+            let sum: u64 = counts.iter().map(|&(_, n)| n).sum();
+            if sum <= r {
+                break;
+            }
+            let n = count_of(counts, c);
+            let cut = (sum - r).min(n);
+            let left = if n - cut > 0 && n - cut < min_per { 0 } else { n - cut };
+            set_count(counts, c, left);
+        }
+    }
+
+    /// Tries each affinity group in order; the first that holds the whole request wins, else the
+    /// group that placed the most (the earliest on ties).
+    pub fn place_fresh(&self, fleet: &Fleet<'_>, filters: &Filters<'_>, usage: &Usage) -> Outcome {
+        let mut best: Option<Outcome> = None;
+        for term in 0..self.terms.len() {
+            let o = self.attempt(fleet, filters, usage, term, &[]);
+            if o.complete {
+                return o;
+            }
+            if best.as_ref().is_none_or(|b| o.placed() > b.placed()) {
+                best = Some(o);
+            }
+        }
+        let mut best = best.unwrap_or_default();
+        best.fell_back = self.terms.len() > 1;
+        best
+    }
+
+    /// Places the workload under affinity group `term`, keeping at least `floor` replicas on the
+    /// clusters it names (a kept previous decision, not counted in `usage`).
+    pub fn attempt(
+        &self,
+        fleet: &Fleet<'_>,
+        filters: &Filters<'_>,
+        usage: &Usage,
+        term: usize,
+        floor: &[(usize, u64)],
+    ) -> Outcome {
+        let w = self.w;
+        let r = self.replicas();
+        let rs = &w.replica_scheduling;
+        let mask = filters.mask(self.filters[term]);
+        let min_per = u64::from(rs.min_replicas_per_cluster.unwrap_or(0));
+        let max_per = rs.max_replicas_per_cluster.map_or(u64::MAX, u64::from);
+        let need = if self.divided() { min_per.max(1) } else { r.max(1) };
+        let n_clusters = fleet.clusters.len();
+        let mut capacity_rejections: Vec<(usize, Vec<Reason>)> = Vec::new();
+        let mut cands: Vec<usize> = Vec::new();
+        // Dense per-cluster room and weight of the candidates (0 elsewhere).
+        let mut raw = vec![0u64; n_clusters];
+        let mut weight = vec![0u64; n_clusters];
+        for c in mask.admitted() {
+            let keep_cap = match mask.admission(c) {
+                Admission::Open => u64::MAX,
+                _ => count_of(&self.previous, c),
+            };
+            if keep_cap == 0 {
+                continue;
+            }
+            let (fit, binding) = fleet.fit(usage, c, &self.demand);
+            // `usage` excludes the floor, so `fit` already counts the room the kept replicas use.
+            let cap = fit.min(keep_cap);
+            if cap < need && count_of(floor, c) == 0 {
+                let mut reasons = Vec::new();
+                if fit < need {
+                    // Name every resource that falls short, as kube-scheduler does.
+                    let short = fleet.short_resources(usage, c, &self.demand, need);
+                    let short = if short.is_empty() { binding.into_iter().collect() } else { short };
+                    reasons.extend(
+                        short.into_iter().map(|r| Reason::Insufficient { resource: fleet.resources[r].to_string() }),
+                    );
+                }
+                capacity_rejections.push((c, reasons));
+                continue;
+            }
+            if self.uses_static_weights() {
+                let wt = self.static_weight(fleet, c);
+                if wt == 0 {
+                    capacity_rejections.push((c, vec![Reason::ZeroWeight]));
+                    continue;
+                }
+                weight[c] = wt;
+            }
+            cands.push(c);
+            raw[c] = cap;
+        }
+        let scores = self.scores(fleet, filters, usage, term, &cands);
+        let mut rank: Vec<(i64, usize)> = scores.into_iter().zip(cands.iter().copied()).collect();
+        rank.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let ranked: Vec<usize> = rank.iter().map(|&(_, c)| c).collect();
+        let mut notes = Vec::new();
+        let limit = w.number_of_clusters.map_or(usize::MAX, |n| n as usize);
+        let initial: Vec<usize> = floor.iter().map(|&(c, _)| c).collect();
+
+        let mut counts: Counts = if r == 0 {
+            Counts::new()
+        } else if !self.divided() {
+            let sel = select(&ranked, &self.spread, limit, &initial, true, None);
+            if sel.shortfalls.is_empty() {
+                let mut counts: Counts = sel.chosen.iter().map(|&c| (c, r)).collect();
+                counts.sort_unstable();
+                counts
+            } else {
+                notes.extend(sel.shortfalls);
+                Counts::new()
+            }
+        } else {
+            let mut caps = raw.clone();
+            for c in &cands {
+                caps[*c] = caps[*c].min(max_per).min(r);
+            }
+            let aggregated = rs.division == Division::Aggregated;
+            let order: Vec<usize> = if aggregated {
+                let mut o = ranked.clone();
+                // Fewest clusters: largest capacity first (stable, so score then name break ties).
+                o.sort_by(|a, b| caps[*b].cmp(&caps[*a]));
+                o
+            } else {
+                ranked.clone()
+            };
+            let limit = limit.min(usize::try_from(r / min_per.max(1)).unwrap_or(usize::MAX)).max(initial.len());
+            let cap_of = |c: usize| caps[c];
+            let cover: Option<(u64, &dyn Fn(usize) -> u64)> = if aggregated { Some((r, &cap_of)) } else { None };
+            let sel = select(&order, &self.spread, limit, &initial, false, cover);
+            if !sel.shortfalls.is_empty() {
+                notes.extend(sel.shortfalls);
+                Counts::new()
+            } else {
+                let mut chosen = sel.chosen;
+                let floor_of = |c: usize| {
+                    let f = count_of(floor, c).max(min_per);
+                    if sel.reps.contains(&c) { f.max(1) } else { f }
+                };
+                // Drop the least preferred optional clusters until the floors fit in the request.
+                while chosen.iter().map(|&c| floor_of(c)).sum::<u64>() > r {
+                    match chosen.iter().rposition(|c| !sel.reps.contains(c) && count_of(floor, *c) == 0) {
+                        Some(i) => {
+                            chosen.remove(i);
+                        }
+                        None => break,
+                    }
+                }
+                if chosen.iter().map(|&c| floor_of(c)).sum::<u64>() > r {
+                    notes.push(format!("{r} replicas cannot give every required cluster its minimum"));
+                    Counts::new()
+                } else {
+                    let mins: Vec<u64> = chosen.iter().map(|&c| floor_of(c)).collect();
+                    let slot_caps: Vec<u64> = chosen.iter().map(|&c| caps[c]).collect();
+                    let split = match rs.division {
+                        Division::Aggregated => divide::fill_in_order(r, &slot_caps, &mins),
+                        Division::Weighted => {
+                            let ws: Vec<u64> = chosen.iter().map(|&c| weight[c]).collect();
+                            divide::apportion(r, &ws, &slot_caps, &mins)
+                        }
+                        Division::Dynamic => {
+                            let ws: Vec<u64> = chosen.iter().map(|&c| raw[c].min(max_per)).collect();
+                            divide::apportion(r, &ws, &slot_caps, &mins)
+                        }
+                    };
+                    let mut counts: Counts =
+                        chosen.iter().zip(split).filter(|(_, n)| *n > 0).map(|(&c, n)| (c, n)).collect();
+                    counts.sort_unstable();
+                    self.repair_skew(&mut counts, &caps, &ranked, limit, floor, min_per);
+                    counts
+                }
+            }
+        };
+        // Safety net: never commit a decision set that breaks a hard constraint.
+        if let Some(v) = self.violation(fleet, usage, &counts, &raw) {
+            notes.push(v);
+            counts.clear();
+        }
+        let placed: u64 = counts.iter().map(|&(_, n)| n).sum();
+        let complete = if r == 0 {
+            true
+        } else if self.divided() {
+            placed == r
+        } else {
+            match w.number_of_clusters {
+                Some(n) => counts.len() == n as usize,
+                None => !counts.is_empty(),
+            }
+        };
+        if !complete
+            && !self.divided()
+            && notes.is_empty()
+            && let Some(n) = w.number_of_clusters
+        {
+            notes.push(format!(
+                "numberOfClusters needs {n} clusters, {} can hold a copy of {r} replica{}",
+                counts.len(),
+                if r == 1 { "" } else { "s" }
+            ));
+        }
+        if self.divided() && !complete && placed > 0 {
+            notes.extend(self.exhaustion(fleet, usage, &counts, max_per));
+        }
+        cands.sort_unstable();
+        Outcome { term, counts, complete, capacity_rejections, candidates: cands, notes, ..Outcome::default() }
+    }
+
+    /// Moves replicas from the largest to the smallest group of a skew-violating constraint;
+    /// where no cluster can receive, trims the largest group (placing less, never violating).
+    fn repair_skew(
+        &self,
+        counts: &mut Counts,
+        caps: &[u64],
+        ranked: &[usize],
+        limit: usize,
+        floor: &[(usize, u64)],
+        min_per: u64,
+    ) {
+        if self.spread.constraints.iter().all(|s| s.max_skew.is_none()) {
+            return;
+        }
+        let r = self.replicas();
+        let mut moves_left = 4 * (r + 1) * (self.spread.constraints.len() as u64 + 1);
+        let floor_of = |c: usize| count_of(floor, c).max(min_per);
+        loop {
+            let violated = self.spread.constraints.iter().enumerate().find_map(|(k, s)| {
+                let skew = u64::from(s.max_skew?);
+                let sums = self.spread.group_sums(k, counts, |n| n);
+                let (&gmax, &hi) = sums.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))?;
+                let (&gmin, &lo) = sums.iter().min_by(|a, b| a.1.cmp(b.1).then(a.0.cmp(b.0)))?;
+                (hi - lo > skew).then_some((k, gmax, gmin))
+            });
+            let Some((k, gmax, gmin)) = violated else { return };
+            let in_group = |c: usize, g: u32| self.spread.group(k, c) == g;
+            let donor = ranked.iter().rev().copied().find(|&c| in_group(c, gmax) && count_of(counts, c) > floor_of(c));
+            let receiver = ranked.iter().copied().find(|&c| {
+                in_group(c, gmin)
+                    && match count_of(counts, c) {
+                        // A new cluster must not open a group beyond any constraint's maxGroups.
+                        0 => counts.len() < limit && min_per <= 1 && caps[c] > 0 && self.spread.may_join(counts, c),
+                        n => n < caps[c],
+                    }
+            });
+            match (donor, receiver) {
+                (Some(d), Some(rc)) if moves_left > 0 => {
+                    moves_left -= 1;
+                    let (dn, rn) = (count_of(counts, d), count_of(counts, rc));
+                    set_count(counts, d, dn - 1);
+                    set_count(counts, rc, rn + 1);
+                }
+                _ => {
+                    // Trim the least preferred cluster of the largest group that is above its floor.
+                    let victim = ranked
+                        .iter()
+                        .rev()
+                        .copied()
+                        .find(|&c| in_group(c, gmax) && count_of(counts, c) > count_of(floor, c));
+                    let Some(v) = victim else { return };
+                    let n = count_of(counts, v);
+                    let next = if n - 1 < min_per { count_of(floor, v) } else { n - 1 };
+                    set_count(counts, v, next);
+                }
+            }
+        }
+    }
+
+    /// Why the used clusters could take no more: the resource that ran out on each, or the
+    /// per-cluster maximum, summarised as sentences.
+    fn exhaustion(&self, fleet: &Fleet<'_>, usage: &Usage, counts: &[(usize, u64)], max_per: u64) -> Vec<String> {
+        let mut limits: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+        for &(c, n) in counts {
+            let (fit, binding) = fleet.fit(usage, c, &self.demand);
+            let limit = if n >= max_per {
+                "reached maxReplicasPerCluster".to_string()
+            } else if n >= fit {
+                format!("ran out of {}", binding.map_or("capacity", |b| fleet.resources[b]))
+            } else {
+                continue;
+            };
+            *limits.entry(limit).or_insert(0) += 1;
+        }
+        limits
+            .into_iter()
+            .map(|(what, n)| format!("{n} used cluster{} {what}", if n == 1 { "" } else { "s" }))
+            .collect()
+    }
+
+    /// The first hard constraint `counts` breaks, if any. `room[c]` bounds each cluster (its
+    /// capacity for this workload, including what a kept decision holds).
+    pub fn violation(&self, fleet: &Fleet<'_>, usage: &Usage, counts: &[(usize, u64)], room: &[u64]) -> Option<String> {
+        let r = self.replicas();
+        let rs = &self.w.replica_scheduling;
+        for &(c, n) in counts {
+            if n > fleet.fit(usage, c, &self.demand).0 || room.get(c).is_none_or(|&cap| n > cap) {
+                return Some(format!("internal: {} would be overcommitted", fleet.clusters[c].name));
+            }
+            if self.divided()
+                && (rs.min_replicas_per_cluster.is_some_and(|m| n < u64::from(m))
+                    || rs.max_replicas_per_cluster.is_some_and(|m| n > u64::from(m)))
+            {
+                return Some(format!("internal: {} breaks the per-cluster replica bounds", fleet.clusters[c].name));
+            }
+            if !self.divided() && n != r {
+                return Some("internal: a Duplicated decision lacks replicas".to_string());
+            }
+        }
+        if self.w.number_of_clusters.is_some_and(|m| counts.len() > m as usize) {
+            return Some("internal: too many clusters".to_string());
+        }
+        if self.divided() && counts.iter().map(|&(_, n)| n).sum::<u64>() > r {
+            return Some("internal: more replicas than requested".to_string());
+        }
+        if counts.is_empty() {
+            return None;
+        }
+        self.spread.violation(counts, self.skew_value())
+    }
+
+    /// Total preference points of a decision set (for `OnRecovery`): matched preference weights
+    /// times the replicas on each cluster.
+    fn preference_points(&self, fleet: &Fleet<'_>, counts: &[(usize, u64)]) -> i64 {
+        counts
+            .iter()
+            .map(|&(c, n)| {
+                let cluster = fleet.clusters[c];
+                self.w
+                    .preferences
+                    .iter()
+                    .filter(|p| {
+                        p.label_selector.as_ref().is_none_or(|s| s.matches(&cluster.labels))
+                            && p.location_selector.as_ref().is_none_or(|s| s.matches(cluster))
+                    })
+                    .map(|p| i64::from(p.weight))
+                    .sum::<i64>()
+                    .saturating_mul(i64::try_from(n).unwrap_or(i64::MAX))
+            })
+            .fold(0i64, i64::saturating_add)
+    }
+
+    /// Rebalance of a complete kept decision: where the policy asks for it, moves toward the
+    /// placement the workload would get today, within `maxMovesPerRound` replica moves.
+    /// Returns `None` to keep the current decisions.
+    ///
+    /// Today's placement is computed against `placed`, the usage of the workloads placed before
+    /// this one in this solve (as a fresh greedy solve would see it), so an unchanged input never
+    /// moves; the move must then fit `usage`, which also holds later workloads' kept decisions.
+    pub fn rebalance(
+        &self,
+        fleet: &Fleet<'_>,
+        filters: &Filters<'_>,
+        usage: &Usage,
+        placed: &Usage,
+        kept: &Kept,
+    ) -> Option<Outcome> {
+        let policy = self.w.rebalance.policy;
+        if policy == RebalancePolicy::Never {
+            return None;
+        }
+        // Today's placement as a new workload would get it: without the Steady bonus for where it is.
+        let fresh = WorkloadCtx { previous: Counts::new(), ..self.clone() };
+        let ideal = fresh.place_fresh(fleet, filters, placed);
+        if !ideal.complete || ideal.counts == kept.counts {
+            return None;
+        }
+        if ideal.counts.iter().any(|&(c, n)| n > fleet.fit(usage, c, &self.demand).0) {
+            // Later workloads' kept replicas stand in the way; they are not displaced for this.
+            return None;
+        }
+        let better = match policy {
+            RebalancePolicy::Never => false,
+            RebalancePolicy::Always => true,
+            RebalancePolicy::OnRecovery => {
+                ideal.term < kept.term
+                    || self.preference_points(fleet, &ideal.counts) > self.preference_points(fleet, &kept.counts)
+            }
+        };
+        if !better {
+            return None;
+        }
+        let moves = moves_between(&kept.counts, &ideal.counts);
+        let budget = self.w.rebalance.max_moves_per_round.map_or(u64::MAX, u64::from);
+        if moves <= budget {
+            return Some(Outcome {
+                events: vec![format!("rebalanced: {moves} replica{} moved", if moves == 1 { "" } else { "s" })],
+                ..ideal
+            });
+        }
+        if budget == 0 || ideal.term != kept.term {
+            // Partial moves across affinity groups would mix groups; wait for a larger budget.
+            return None;
+        }
+        // Partial move: take replicas off the clusters the ideal shrinks (least preferred
+        // first) and add them where it grows (most preferred first).
+        let mut counts = kept.counts.clone();
+        let clusters: Vec<usize> = kept.counts.iter().chain(&ideal.counts).map(|&(c, _)| c).collect();
+        let scores = self.scores(fleet, filters, usage, kept.term, &clusters);
+        let score_of = |c: usize| clusters.iter().position(|&x| x == c).map_or(0, |i| scores[i]);
+        let mut shrink: Vec<usize> =
+            kept.counts.iter().filter(|&&(c, n)| count_of(&ideal.counts, c) < n).map(|&(c, _)| c).collect();
+        shrink.sort_by(|a, b| score_of(*a).cmp(&score_of(*b)).then(b.cmp(a)));
+        let mut grow: Vec<usize> =
+            ideal.counts.iter().filter(|&&(c, n)| count_of(&kept.counts, c) < n).map(|&(c, _)| c).collect();
+        grow.sort_by(|a, b| score_of(*b).cmp(&score_of(*a)).then(a.cmp(b)));
+        let step = if self.divided() { 1 } else { self.replicas().max(1) };
+        let mut moved = 0u64;
+        'outer: for &to in &grow {
+            while count_of(&counts, to) < count_of(&ideal.counts, to) {
+                if moved + step > budget {
+                    break 'outer;
+                }
+                let Some(&from) = shrink.iter().find(|&&c| count_of(&counts, c) > count_of(&ideal.counts, c)) else {
+                    break 'outer;
+                };
+                let (f, t) = (count_of(&counts, from), count_of(&counts, to));
+                set_count(&mut counts, from, f - step);
+                set_count(&mut counts, to, t + step);
+                moved += step;
+            }
+        }
+        let min_per = u64::from(self.w.replica_scheduling.min_replicas_per_cluster.unwrap_or(0));
+        let room: Vec<u64> = (0..fleet.clusters.len()).map(|c| fleet.fit(usage, c, &self.demand).0).collect();
+        if moved == 0
+            || counts.iter().any(|&(_, n)| n < min_per)
+            || self.violation(fleet, usage, &counts, &room).is_some()
+        {
+            return None;
+        }
+        Some(Outcome {
+            term: kept.term,
+            counts,
+            complete: true,
+            events: vec![format!("rebalancing: {moved} of {moves} replica moves done this round")],
+            ..Outcome::default()
+        })
+    }
+}
+
+/// Replicas that must start somewhere new to go from `from` to `to`.
+pub(crate) fn moves_between(from: &[(usize, u64)], to: &[(usize, u64)]) -> u64 {
+    to.iter().map(|&(c, n)| n.saturating_sub(count_of(from, c))).sum()
+}
