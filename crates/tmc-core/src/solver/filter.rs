@@ -121,23 +121,6 @@ pub(crate) struct Mask {
 }
 
 impl Mask {
-    fn compile(key: &FilterKey<'_>, clusters: &[&Cluster], now: Option<i64>) -> Self {
-        let words = clusters.len().div_ceil(64);
-        let mut mask = Mask { open: vec![0; words], keep: vec![0; words], prefer_no_schedule: Vec::new() };
-        for (c, cluster) in clusters.iter().enumerate() {
-            let (admission, pns) = key.evaluate(cluster, now, None);
-            match admission {
-                Admission::Open => mask.open[c / 64] |= 1 << (c % 64),
-                Admission::KeepOnly => mask.keep[c / 64] |= 1 << (c % 64),
-                Admission::Closed => {}
-            }
-            if pns > 0 {
-                mask.prefer_no_schedule.push((c, pns));
-            }
-        }
-        mask
-    }
-
     /// The admission of cluster `c`.
     pub fn admission(&self, c: usize) -> Admission {
         let bit = 1u64 << (c % 64);
@@ -170,35 +153,279 @@ impl Mask {
     }
 }
 
-/// All distinct filters of a batch, compiled (in parallel with the `parallel` feature).
+/// A set of clusters as a bitset.
+type Bits = Vec<u64>;
+
+fn bit(bits: &[u64], c: usize) -> bool {
+    bits[c / 64] & (1 << (c % 64)) != 0
+}
+
+/// How a list of tolerations fares against one taint profile (a distinct set of taints).
+#[derive(Clone)]
+struct TaintOutcome {
+    admission: Admission,
+    prefer_no_schedule: u32,
+    reasons: Vec<Reason>,
+}
+
+/// A filter resolved to the indices of its cached parts.
+struct Resolved {
+    affinity: usize,
+    apis: Vec<usize>,
+    capabilities: Vec<usize>,
+    spread_keys: Vec<usize>,
+    tolerations: usize,
+}
+
+/// Per-cluster results of each part of a filter, computed once per distinct part and shared by
+/// every filter that uses it: the affinity group, each API, capability and spread key, and each
+/// list of tolerations (against each distinct taint profile of the fleet).
+struct Parts<'a> {
+    words: usize,
+    /// Per affinity group: the clusters that match, and why each other one does not.
+    affinity: Vec<(Bits, Vec<Option<crate::AffinityMismatch>>)>,
+    affinity_ids: BTreeMap<Option<&'a ClusterAffinity>, usize>,
+    /// Clusters serving each API, having each capability, having each spread key.
+    sets: Vec<Bits>,
+    api_ids: BTreeMap<&'a str, usize>,
+    capability_ids: BTreeMap<&'a str, usize>,
+    spread_key_ids: BTreeMap<&'a str, usize>,
+    /// Cluster to taint profile, and one representative cluster per profile.
+    profile_of: Vec<usize>,
+    profiles: Vec<usize>,
+    /// Per toleration list: outcome per profile, the closed and keep-only clusters, and the
+    /// untolerated `PreferNoSchedule` counts.
+    tolerations: Vec<(Vec<TaintOutcome>, Bits, Bits, Vec<(usize, u32)>)>,
+    toleration_ids: BTreeMap<&'a [Toleration], usize>,
+    cordoned: Bits,
+}
+
+impl<'a> Parts<'a> {
+    fn new(clusters: &[&Cluster]) -> Self {
+        let words = clusters.len().div_ceil(64);
+        let mut by_profile: BTreeMap<(&[crate::Taint], bool, Option<i64>), usize> = BTreeMap::new();
+        let mut profiles = Vec::new();
+        let mut profile_of = Vec::with_capacity(clusters.len());
+        let mut cordoned = vec![0; words];
+        for (c, cluster) in clusters.iter().enumerate() {
+            let key = (cluster.taints.as_slice(), cluster.ready, cluster.not_ready_since);
+            let id = *by_profile.entry(key).or_insert_with(|| {
+                profiles.push(c);
+                profiles.len() - 1
+            });
+            profile_of.push(id);
+            if cluster.unschedulable {
+                cordoned[c / 64] |= 1 << (c % 64);
+            }
+        }
+        Parts {
+            words,
+            affinity: Vec::new(),
+            affinity_ids: BTreeMap::new(),
+            sets: Vec::new(),
+            api_ids: BTreeMap::new(),
+            capability_ids: BTreeMap::new(),
+            spread_key_ids: BTreeMap::new(),
+            profile_of,
+            profiles,
+            tolerations: Vec::new(),
+            toleration_ids: BTreeMap::new(),
+            cordoned,
+        }
+    }
+
+    fn set_of(words: usize, clusters: &[&Cluster], f: impl Fn(&Cluster) -> bool) -> Bits {
+        let mut bits = vec![0; words];
+        for (c, cluster) in clusters.iter().enumerate() {
+            if f(cluster) {
+                bits[c / 64] |= 1 << (c % 64);
+            }
+        }
+        bits
+    }
+
+    fn set_id(
+        sets: &mut Vec<Bits>,
+        ids: &mut BTreeMap<&'a str, usize>,
+        name: &'a str,
+        make: impl FnOnce() -> Bits,
+    ) -> usize {
+        *ids.entry(name).or_insert_with(|| {
+            sets.push(make());
+            sets.len() - 1
+        })
+    }
+
+    /// Resolves `key` to its parts, computing the ones not cached yet.
+    fn resolve(&mut self, key: &FilterKey<'a>, clusters: &[&Cluster], now: Option<i64>) -> Resolved {
+        let words = self.words;
+        let affinity = match self.affinity_ids.get(&key.affinity) {
+            Some(&id) => id,
+            None => {
+                let codes: Vec<Option<crate::AffinityMismatch>> =
+                    clusters.iter().map(|c| key.affinity.and_then(|a| a.check(c).err())).collect();
+                let mut ok = vec![0; words];
+                for (c, code) in codes.iter().enumerate() {
+                    if code.is_none() {
+                        ok[c / 64] |= 1 << (c % 64);
+                    }
+                }
+                self.affinity.push((ok, codes));
+                self.affinity_ids.insert(key.affinity, self.affinity.len() - 1);
+                self.affinity.len() - 1
+            }
+        };
+        let apis = key
+            .apis
+            .iter()
+            .map(|api| {
+                Self::set_id(&mut self.sets, &mut self.api_ids, api, || {
+                    Self::set_of(words, clusters, |c| c.api_resources.contains(api))
+                })
+            })
+            .collect();
+        let capabilities = key
+            .capabilities
+            .iter()
+            .map(|cap| {
+                Self::set_id(&mut self.sets, &mut self.capability_ids, cap, || {
+                    Self::set_of(words, clusters, |c| c.capabilities.contains(cap))
+                })
+            })
+            .collect();
+        let spread_keys = key
+            .spread_keys
+            .iter()
+            .map(|k| {
+                Self::set_id(&mut self.sets, &mut self.spread_key_ids, k, || {
+                    Self::set_of(words, clusters, |c| c.topology_value(k).is_some())
+                })
+            })
+            .collect();
+        let tolerations = match self.toleration_ids.get(key.tolerations) {
+            Some(&id) => id,
+            None => {
+                let only_taints = FilterKey {
+                    affinity: None,
+                    apis: &[],
+                    capabilities: &[],
+                    spread_keys: Vec::new(),
+                    tolerations: key.tolerations,
+                };
+                let outcomes: Vec<TaintOutcome> = self
+                    .profiles
+                    .iter()
+                    .map(|&rep| {
+                        // Taints only: an uncordoned copy of the profile's representative.
+                        let cluster = Cluster { unschedulable: false, ..clusters[rep].clone() };
+                        let mut reasons = Vec::new();
+                        let (admission, prefer_no_schedule) = only_taints.evaluate(&cluster, now, Some(&mut reasons));
+                        TaintOutcome { admission, prefer_no_schedule, reasons }
+                    })
+                    .collect();
+                let mut closed = vec![0; words];
+                let mut keep = vec![0; words];
+                let mut pns = Vec::new();
+                for (c, &p) in self.profile_of.iter().enumerate() {
+                    match outcomes[p].admission {
+                        Admission::Closed => closed[c / 64] |= 1 << (c % 64),
+                        Admission::KeepOnly => keep[c / 64] |= 1 << (c % 64),
+                        Admission::Open => {}
+                    }
+                    if outcomes[p].prefer_no_schedule > 0 {
+                        pns.push((c, outcomes[p].prefer_no_schedule));
+                    }
+                }
+                self.tolerations.push((outcomes, closed, keep, pns));
+                self.toleration_ids.insert(key.tolerations, self.tolerations.len() - 1);
+                self.tolerations.len() - 1
+            }
+        };
+        Resolved { affinity, apis, capabilities, spread_keys, tolerations }
+    }
+
+    /// Combines the cached parts of a resolved filter into its mask.
+    fn mask(&self, key: &Resolved) -> Mask {
+        let mut ok = self.affinity[key.affinity].0.clone();
+        for &set in key.apis.iter().chain(&key.capabilities).chain(&key.spread_keys) {
+            ok.iter_mut().zip(&self.sets[set]).for_each(|(a, b)| *a &= b);
+        }
+        let (_, closed, keep, pns) = &self.tolerations[key.tolerations];
+        let mut open = vec![0; self.words];
+        let mut keep_only = vec![0; self.words];
+        for w in 0..self.words {
+            let admitted = ok[w] & !closed[w];
+            let restricted = keep[w] | self.cordoned[w];
+            open[w] = admitted & !restricted;
+            keep_only[w] = admitted & restricted;
+        }
+        Mask { open, keep: keep_only, prefer_no_schedule: pns.clone() }
+    }
+
+    /// Every reason cluster `c` fails `key`, in the order of [`FilterKey::evaluate`].
+    fn reasons(&self, key: &FilterKey<'a>, parts: &Resolved, c: usize) -> Vec<Reason> {
+        let mut reasons = Vec::new();
+        if let Some(part) = self.affinity[parts.affinity].1[c] {
+            reasons.push(Reason::AffinityMismatch { part });
+        }
+        for (api, &set) in key.apis.iter().zip(&parts.apis) {
+            if !bit(&self.sets[set], c) {
+                reasons.push(Reason::MissingApi { api: api.clone() });
+            }
+        }
+        for (cap, &set) in key.capabilities.iter().zip(&parts.capabilities) {
+            if !bit(&self.sets[set], c) {
+                reasons.push(Reason::MissingCapability { capability: cap.clone() });
+            }
+        }
+        for (k, &set) in key.spread_keys.iter().zip(&parts.spread_keys) {
+            if !bit(&self.sets[set], c) {
+                reasons.push(Reason::MissingTopologyKey { key: k.to_string() });
+            }
+        }
+        reasons.extend(self.tolerations[parts.tolerations].0[self.profile_of[c]].reasons.iter().cloned());
+        if bit(&self.cordoned, c) {
+            reasons.push(Reason::Cordoned);
+        }
+        reasons
+    }
+}
+
+/// All distinct filters of a batch, compiled from shared parts.
 pub(crate) struct Filters<'a> {
-    keys: Vec<FilterKey<'a>>,
+    keys: Vec<(FilterKey<'a>, Resolved)>,
     masks: Vec<Mask>,
     index: BTreeMap<FilterKey<'a>, usize>,
+    parts: Parts<'a>,
 }
 
 impl<'a> Filters<'a> {
     /// Compiles every filter of every affinity group of `workloads`.
-    pub fn compile(workloads: &[&'a Workload], clusters: &[&Cluster], now: Option<i64>) -> Self {
+    pub fn compile(workloads: &[&'a Workload], clusters: &[&'a Cluster], now: Option<i64>) -> Self {
         let mut index: BTreeMap<FilterKey<'a>, usize> = BTreeMap::new();
         let mut keys = Vec::new();
+        let mut parts = Parts::new(clusters);
         for w in workloads {
             for term in affinity_terms(w) {
                 let key = FilterKey::of(w, term);
                 if !index.contains_key(&key) {
+                    let resolved = parts.resolve(&key, clusters, now);
                     index.insert(key.clone(), keys.len());
-                    keys.push(key);
+                    keys.push((key, resolved));
                 }
             }
         }
-        #[cfg(feature = "parallel")]
-        let masks = {
-            use rayon::prelude::*;
-            keys.par_iter().map(|k| Mask::compile(k, clusters, now)).collect()
-        };
-        #[cfg(not(feature = "parallel"))]
-        let masks = keys.iter().map(|k| Mask::compile(k, clusters, now)).collect();
-        Filters { keys, masks, index }
+        let masks: Vec<Mask> = keys.iter().map(|(_, r)| parts.mask(r)).collect();
+        #[cfg(debug_assertions)]
+        for ((key, resolved), mask) in keys.iter().zip(&masks) {
+            for (c, cluster) in clusters.iter().enumerate() {
+                let mut reasons = Vec::new();
+                let (admission, pns) = key.evaluate(cluster, now, Some(&mut reasons));
+                debug_assert_eq!((mask.admission(c), mask.prefer_no_schedule(c)), (admission, pns), "{}", cluster.name);
+                debug_assert_eq!(parts.reasons(key, resolved, c), reasons, "{}", cluster.name);
+            }
+        }
+        Filters { keys, masks, index, parts }
     }
 
     /// The index of the filter of `w` under `affinity` (compiled by [`Filters::compile`]).
@@ -211,9 +438,10 @@ impl<'a> Filters<'a> {
         &self.masks[i]
     }
 
-    /// The key of filter `i`, to evaluate reasons.
-    pub fn key(&self, i: usize) -> &FilterKey<'a> {
-        &self.keys[i]
+    /// Every reason cluster `c` fails filter `i`, most fundamental first.
+    pub fn reasons(&self, i: usize, c: usize) -> Vec<Reason> {
+        let (key, resolved) = &self.keys[i];
+        self.parts.reasons(key, resolved, c)
     }
 }
 

@@ -99,7 +99,7 @@ pub fn solve_validated(input: &PlacementInput) -> Plan {
     }
 
     // Explanations are independent per workload; build them in parallel where available.
-    let finish = |(wc, o): (&WorkloadCtx<'_>, Outcome)| finish(wc, &fleet, &filters, input.now, o);
+    let finish = |(wc, o): (&WorkloadCtx<'_>, Outcome)| finish(wc, &fleet, &filters, o);
     let pairs = contexts.iter().zip(outcomes);
     #[cfg(feature = "parallel")]
     let mut placements: Vec<Placement> = {
@@ -268,7 +268,7 @@ fn place_set(counts: &mut Counts, c: usize, n: u64) {
 
 /// Turns an outcome into the public [`Placement`], with reasons for every cluster not used when
 /// the placement is not complete.
-fn finish(wc: &WorkloadCtx<'_>, fleet: &Fleet<'_>, filters: &Filters<'_>, now: Option<i64>, o: Outcome) -> Placement {
+fn finish(wc: &WorkloadCtx<'_>, fleet: &Fleet<'_>, filters: &Filters<'_>, o: Outcome) -> Placement {
     let w = wc.w;
     let placed = o.placed();
     let phase = if o.complete {
@@ -292,8 +292,8 @@ fn finish(wc: &WorkloadCtx<'_>, fleet: &Fleet<'_>, filters: &Filters<'_>, now: O
     let (message, unavailable) = if o.complete {
         (events.trim_start().to_string(), Vec::new())
     } else {
-        let key = filters.key(wc.filters[o.term]);
-        let mask = filters.mask(wc.filters[o.term]);
+        let filter = wc.filters[o.term];
+        let mask = filters.mask(filter);
         let capacity: BTreeMap<usize, &Vec<Reason>> = o.capacity_rejections.iter().map(|(c, r)| (*c, r)).collect();
         let mut rejections: Vec<(usize, Vec<Reason>)> = Vec::new();
         for c in 0..fleet.clusters.len() {
@@ -309,10 +309,8 @@ fn finish(wc: &WorkloadCtx<'_>, fleet: &Fleet<'_>, filters: &Filters<'_>, now: O
                 Admission::KeepOnly => count_of(&wc.previous, c) > 0,
                 Admission::Closed => false,
             };
-            let mut reasons = Vec::new();
-            if !admitted || capacity.contains_key(&c) {
-                key.evaluate(fleet.clusters[c], now, Some(&mut reasons));
-            }
+            let mut reasons =
+                if !admitted || capacity.contains_key(&c) { filters.reasons(filter, c) } else { Vec::new() };
             if let Some(extra) = capacity.get(&c) {
                 if extra.first() == Some(&Reason::ZeroWeight) {
                     reasons.clear();
