@@ -168,6 +168,16 @@ struct TaintOutcome {
     reasons: Vec<Reason>,
 }
 
+/// How one list of tolerations fares on the fleet.
+struct TolerationPart {
+    /// Outcome per taint profile.
+    outcomes: Vec<TaintOutcome>,
+    closed: Bits,
+    keep: Bits,
+    /// Untolerated `PreferNoSchedule` counts, sparse.
+    prefer_no_schedule: Vec<(usize, u32)>,
+}
+
 /// A filter resolved to the indices of its cached parts.
 struct Resolved {
     affinity: usize,
@@ -195,7 +205,7 @@ struct Parts<'a> {
     profiles: Vec<usize>,
     /// Per toleration list: outcome per profile, the closed and keep-only clusters, and the
     /// untolerated `PreferNoSchedule` counts.
-    tolerations: Vec<(Vec<TaintOutcome>, Bits, Bits, Vec<(usize, u32)>)>,
+    tolerations: Vec<TolerationPart>,
     toleration_ids: BTreeMap<&'a [Toleration], usize>,
     cordoned: Bits,
 }
@@ -336,7 +346,7 @@ impl<'a> Parts<'a> {
                         pns.push((c, outcomes[p].prefer_no_schedule));
                     }
                 }
-                self.tolerations.push((outcomes, closed, keep, pns));
+                self.tolerations.push(TolerationPart { outcomes, closed, keep, prefer_no_schedule: pns });
                 self.toleration_ids.insert(key.tolerations, self.tolerations.len() - 1);
                 self.tolerations.len() - 1
             }
@@ -350,7 +360,7 @@ impl<'a> Parts<'a> {
         for &set in key.apis.iter().chain(&key.capabilities).chain(&key.spread_keys) {
             ok.iter_mut().zip(&self.sets[set]).for_each(|(a, b)| *a &= b);
         }
-        let (_, closed, keep, pns) = &self.tolerations[key.tolerations];
+        let TolerationPart { closed, keep, prefer_no_schedule: pns, .. } = &self.tolerations[key.tolerations];
         let mut open = vec![0; self.words];
         let mut keep_only = vec![0; self.words];
         for w in 0..self.words {
@@ -383,7 +393,7 @@ impl<'a> Parts<'a> {
                 reasons.push(Reason::MissingTopologyKey { key: k.to_string() });
             }
         }
-        reasons.extend(self.tolerations[parts.tolerations].0[self.profile_of[c]].reasons.iter().cloned());
+        reasons.extend(self.tolerations[parts.tolerations].outcomes[self.profile_of[c]].reasons.iter().cloned());
         if bit(&self.cordoned, c) {
             reasons.push(Reason::Cordoned);
         }
