@@ -442,7 +442,10 @@ impl<'a> WorkloadCtx<'a> {
                 let (&gmin, &lo) = sums.iter().min_by(|a, b| a.1.cmp(b.1).then(a.0.cmp(b.0)))?;
                 (hi - lo > skew).then_some((k, gmax, gmin))
             });
-            let Some((k, gmax, gmin)) = violated else { return };
+            let Some((k, gmax, gmin)) = violated else {
+                self.refill(counts, caps, ranked, limit, min_per);
+                return;
+            };
             let in_group = |c: usize, g: u32| self.spread.group(k, c) == g;
             let donor = ranked.iter().rev().copied().find(|&c| in_group(c, gmax) && count_of(counts, c) > floor_of(c));
             let receiver = ranked.iter().copied().find(|&c| {
@@ -467,11 +470,46 @@ impl<'a> WorkloadCtx<'a> {
                         .rev()
                         .copied()
                         .find(|&c| in_group(c, gmax) && count_of(counts, c) > count_of(floor, c));
-                    let Some(v) = victim else { return };
+                    let Some(v) = victim else {
+                        self.refill(counts, caps, ranked, limit, min_per);
+                        return;
+                    };
                     let n = count_of(counts, v);
                     let next = if n - 1 < min_per { count_of(floor, v) } else { n - 1 };
                     set_count(counts, v, next);
                 }
+            }
+        }
+    }
+
+    /// After trimming: adds single replicas back, most preferred cluster first, wherever every
+    /// spread constraint still holds, so trimming never leaves placeable replicas behind.
+    fn refill(&self, counts: &mut Counts, caps: &[u64], ranked: &[usize], limit: usize, min_per: u64) {
+        let r = self.replicas();
+        loop {
+            let mut added = false;
+            for &c in ranked {
+                if counts.iter().map(|&(_, n)| n).sum::<u64>() >= r {
+                    return;
+                }
+                let n = count_of(counts, c);
+                let fits = if n == 0 {
+                    counts.len() < limit && min_per <= 1 && caps[c] > 0 && self.spread.may_join(counts, c)
+                } else {
+                    n < caps[c]
+                };
+                if !fits {
+                    continue;
+                }
+                set_count(counts, c, n + 1);
+                if self.spread.violation(counts, |n| n).is_some() {
+                    set_count(counts, c, n);
+                } else {
+                    added = true;
+                }
+            }
+            if !added {
+                return;
             }
         }
     }
