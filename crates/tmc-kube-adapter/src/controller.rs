@@ -35,7 +35,8 @@ use kube::{
         controller::{Action, Config as ControllerRunConfig},
         events::{Event, EventType, Recorder, Reporter},
         reflector::{self, ObjectRef, Store, store::Writer},
-        watcher,
+        utils::ResetTimerBackoff,
+        watcher::{self, ExponentialBackoff},
     },
 };
 use serde::de::DeserializeOwned;
@@ -135,6 +136,11 @@ pub struct Options {
     pub resync: Duration,
     /// Reconciles running at once per controller.
     pub concurrency: u16,
+    /// First delay before a failed list or watch is retried; doubles up to
+    /// [`Self::watch_backoff_max`] (client-go's reflector uses 800 ms and 30 s).
+    pub watch_backoff_initial: Duration,
+    /// Longest delay between list or watch retries.
+    pub watch_backoff_max: Duration,
 }
 
 impl Default for Options {
@@ -149,6 +155,8 @@ impl Default for Options {
             error_requeue: Duration::from_secs(5),
             resync: Duration::from_secs(300),
             concurrency: 4,
+            watch_backoff_initial: Duration::from_millis(800),
+            watch_backoff_max: Duration::from_secs(30),
         }
     }
 }
@@ -542,28 +550,44 @@ fn error_policy<K>(controller: &'static str) -> impl Fn(Arc<K>, &Error, Arc<Cont
 
 /// A watch of `api`, demultiplexed by workspace when the endpoint serves several, feeding
 /// `writer`.
+fn watch_backoff(options: &Options) -> ResetTimerBackoff<ExponentialBackoff> {
+    ResetTimerBackoff::new(
+        ExponentialBackoff::from(
+            backon::ExponentialBuilder::default()
+                .with_min_delay(options.watch_backoff_initial)
+                .with_max_delay(options.watch_backoff_max)
+                .with_factor(2.0)
+                .with_jitter()
+                .without_max_times(),
+        ),
+        Duration::from_secs(120),
+    )
+}
+
 fn watch_into<K>(
     api: Api<K>,
     writer: Writer<K>,
     wildcard: bool,
+    options: &Options,
 ) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone + Default + Send + Sync,
 {
-    let events =
-        watcher(api, watcher::Config::default()).map_ok(move |ev| if wildcard { ev.modify(kcp::demux) } else { ev });
-    reflector::reflector(writer, events).default_backoff().touched_objects()
+    let events = watcher::watcher(api, watcher::Config::default())
+        .map_ok(move |ev| if wildcard { ev.modify(kcp::demux) } else { ev });
+    reflector::reflector(writer, events).backoff(watch_backoff(options)).touched_objects()
 }
 
 fn watch_dynamic_into(
     api: Api<DynamicObject>,
     writer: Writer<DynamicObject>,
     wildcard: bool,
+    options: &Options,
 ) -> impl futures::Stream<Item = Result<DynamicObject, watcher::Error>> + Send + 'static {
-    let events =
-        watcher(api, watcher::Config::default()).map_ok(move |ev| if wildcard { ev.modify(kcp::demux) } else { ev });
-    reflector::reflector(writer, events).default_backoff().touched_objects()
+    let events = watcher::watcher(api, watcher::Config::default())
+        .map_ok(move |ev| if wildcard { ev.modify(kcp::demux) } else { ev });
+    reflector::reflector(writer, events).backoff(watch_backoff(options)).touched_objects()
 }
 
 /// The first placement of a workspace (a reconcile of any placement plans the whole workspace).
@@ -590,8 +614,8 @@ async fn run_endpoint(
     // Placement controller: placements, registrations, workload objects.
     let (p_store, p_writer) = reflector::store::<WorkloadPlacement>();
     let (r_store, r_writer) = reflector::store::<ClusterRegistration>();
-    let p_stream = watch_into(Api::<WorkloadPlacement>::all(client.clone()), p_writer, wildcard);
-    let r_stream = watch_into(Api::<ClusterRegistration>::all(client.clone()), r_writer, wildcard);
+    let p_stream = watch_into(Api::<WorkloadPlacement>::all(client.clone()), p_writer, wildcard, &options);
+    let r_stream = watch_into(Api::<ClusterRegistration>::all(client.clone()), r_writer, wildcard, &options);
     let mapper_store = p_store.clone();
     let mut placement = Controller::for_stream(p_stream, p_store.clone())
         .watches_stream(r_stream, move |reg: ClusterRegistration| {
@@ -601,7 +625,7 @@ async fn run_endpoint(
     for ar in &options.workload_kinds {
         let writer = Writer::<DynamicObject>::new(ar.clone());
         object_stores.push(writer.as_reader());
-        let stream = watch_dynamic_into(Api::all_with(client.clone(), ar), writer, wildcard);
+        let stream = watch_dynamic_into(Api::all_with(client.clone(), ar), writer, wildcard, &options);
         let store = p_store.clone();
         placement = placement.watches_stream_with(
             stream,
@@ -634,8 +658,8 @@ async fn run_endpoint(
     // Registration controller: registrations, placements (for what is placed where).
     let (p2_store, p2_writer) = reflector::store::<WorkloadPlacement>();
     let (r2_store, r2_writer) = reflector::store::<ClusterRegistration>();
-    let p2_stream = watch_into(Api::<WorkloadPlacement>::all(client.clone()), p2_writer, wildcard);
-    let r2_stream = watch_into(Api::<ClusterRegistration>::all(client.clone()), r2_writer, wildcard);
+    let p2_stream = watch_into(Api::<WorkloadPlacement>::all(client.clone()), p2_writer, wildcard, &options);
+    let r2_stream = watch_into(Api::<ClusterRegistration>::all(client.clone()), r2_writer, wildcard, &options);
     let mapper_store = r2_store.clone();
     let registration =
         Controller::for_stream(r2_stream, r2_store.clone()).watches_stream(p2_stream, move |p: WorkloadPlacement| {
@@ -679,6 +703,7 @@ async fn run_endpoint(
     };
     let config = ControllerRunConfig::default().concurrency(options.concurrency);
     let placement = placement
+        .trigger_backoff(watch_backoff(&options))
         .with_config(config.clone())
         .graceful_shutdown_on(stop.clone())
         .run(reconcile_placement, error_policy(PLACEMENT), placement_ctx)
@@ -688,6 +713,7 @@ async fn run_endpoint(
             }
         });
     let registration = registration
+        .trigger_backoff(watch_backoff(&options))
         .with_config(config)
         .graceful_shutdown_on(stop)
         .run(reconcile_registration, error_policy(REGISTRATION), registration_ctx)

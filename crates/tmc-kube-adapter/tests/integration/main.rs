@@ -1,0 +1,6 @@
+//! Integration tests: the real controllers and a real `kube::Client` against an in-process API
+//! double over HTTP (see `support/apiserver.rs`), and the checked-in CRDs.
+
+mod controller;
+mod crds;
+mod support;
