@@ -45,6 +45,7 @@ fn main() {
     drop(plan.clone());
     let drop_time = t.elapsed();
 
+    println!("objective {:.6e} bound {:.6e} gap {:.4}%", plan.objective, plan.bound, plan.gap * 100.0);
     let count = |phase| plan.placements.iter().filter(|p| p.phase == phase).count();
     let rejections: usize = plan.placements.iter().map(|p| p.unavailable.len()).sum();
     let ratio = |r| demand_ratio(&input, r).map_or("n/a".to_string(), |x| format!("{x:.2}"));

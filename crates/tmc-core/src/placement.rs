@@ -155,9 +155,20 @@ pub struct Placement {
 
 /// The solver's output.
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Plan {
+    /// Replicas placed, weighted by priority so that higher priorities count lexicographically
+    /// more (see the crate docs on the objective).
+    #[serde(default)]
+    pub objective: f64,
+    /// An upper bound on the objective of any plan for this input (Lagrangian relaxation of the
+    /// capacity constraints).
+    #[serde(default)]
+    pub bound: f64,
+    /// `(bound - objective) / bound`: how far from optimal this plan can be at most (0.004 = 0.4%).
+    #[serde(default)]
+    pub gap: f64,
     /// One entry per workload, sorted by `namespace/name`.
     pub placements: Vec<Placement>,
 }

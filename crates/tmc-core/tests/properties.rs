@@ -561,6 +561,24 @@ proptest! {
     }
 
     #[test]
+    fn every_plan_carries_a_consistent_certificate(input in input()) {
+        prop_assume!(valid(&input));
+        let plan = solve(&input).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let lowest = input.workloads.iter().map(|w| w.priority).min().unwrap_or(0);
+        let objective: f64 = plan
+            .placements
+            .iter()
+            .map(|p| {
+                let w = input.workloads.iter().find(|w| w.key() == p.workload).map_or(0, |w| w.priority);
+                (1.0 + f64::from(w) - f64::from(lowest)) * p.placed as f64
+            })
+            .sum();
+        prop_assert!((plan.objective - objective).abs() <= 1e-9 * objective.max(1.0), "{} vs {}", plan.objective, objective);
+        prop_assert!(plan.bound >= plan.objective, "bound {} < objective {}", plan.bound, plan.objective);
+        prop_assert!((0.0..=1.0).contains(&plan.gap), "gap {}", plan.gap);
+    }
+
+    #[test]
     fn plans_are_deterministic_and_order_independent(input in input(), seed in any::<u64>()) {
         prop_assume!(valid(&input));
         let plan = solve(&input).map_err(|e| TestCaseError::fail(e.to_string()))?;

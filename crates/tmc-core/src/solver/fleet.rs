@@ -123,6 +123,11 @@ impl<'a> Fleet<'a> {
         Fleet { clusters, by_name, resources, res_index, unit, free, capacity, topology }
     }
 
+    /// Free capacity per cluster and resource, flat (`[cluster * resources + resource]`), scaled.
+    pub fn free_flat(&self) -> &[u128] {
+        &self.free
+    }
+
     /// Number of resources.
     fn nr(&self) -> usize {
         self.resources.len()

@@ -14,6 +14,7 @@
 //!
 //! Stability: an unchanged input re-solved with its plan as `previous` moves nothing.
 
+mod certificate;
 mod divide;
 mod filter;
 mod fleet;
@@ -98,6 +99,8 @@ pub fn solve_validated(input: &PlacementInput) -> Plan {
         o.events.extend(e);
     }
 
+    let certificate = certificate::certify(&fleet, &filters, &contexts, &outcomes);
+
     // Explanations are independent per workload; build them in parallel where available.
     let finish = |(wc, o): (&WorkloadCtx<'_>, Outcome)| finish(wc, &fleet, &filters, o);
     let pairs = contexts.iter().zip(outcomes);
@@ -109,7 +112,7 @@ pub fn solve_validated(input: &PlacementInput) -> Plan {
     #[cfg(not(feature = "parallel"))]
     let mut placements: Vec<Placement> = pairs.map(finish).collect();
     placements.sort_by(|a, b| a.workload.cmp(&b.workload));
-    Plan { placements }
+    Plan { placements, objective: certificate.objective, bound: certificate.bound, gap: certificate.gap }
 }
 
 /// Scale-up or a partly kept decision: extend it without moving what is kept; keep it as it is
