@@ -246,16 +246,30 @@ impl Serialize for WorkloadPlacementSpec {
     }
 }
 
+/// The CRD schema of the spec, for pruning fields this build does not know.
+fn spec_schema() -> &'static serde_json::Value {
+    static SCHEMA: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        crate::crdgen::schema_of("WorkloadPlacement")
+            .and_then(|s| s.pointer("/properties/spec").cloned())
+            .unwrap_or(serde_json::Value::Null)
+    })
+}
+
 impl<'de> Deserialize<'de> for WorkloadPlacementSpec {
+    /// Fields this build's schema does not declare are dropped first, as the API server prunes
+    /// unknown fields: a newer CRD (a field added to the core's `Workload`) must not make an older
+    /// controller fail to read every placement during a rolling upgrade. Everything else is
+    /// strict (the core's types reject unknown fields).
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let mut map = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
-        for reserved in ["name", "namespace"] {
-            if map.contains_key(reserved) {
-                return Err(D::Error::custom(format!(
-                    "unknown field `{reserved}`: a WorkloadPlacement's name and namespace are its metadata's"
-                )));
-            }
+        let mut value = serde_json::Value::deserialize(deserializer)?;
+        let schema = spec_schema();
+        if !schema.is_null() {
+            crate::crdgen::prune(&mut value, schema);
         }
+        let serde_json::Value::Object(mut map) = value else {
+            return Err(D::Error::custom("spec must be an object"));
+        };
         let resource_selectors = match map.remove(SELECTORS) {
             Some(v) => serde_json::from_value(v).map_err(|e| D::Error::custom(format!("{SELECTORS}: {e}")))?,
             None => Vec::new(),
@@ -387,5 +401,34 @@ impl ClusterRegistrationStatus {
     /// The condition of the given type, if present.
     pub fn condition(&self, type_: &str) -> Option<&Condition> {
         self.conditions.iter().find(|c| c.type_ == type_)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn specs_round_trip_and_fields_of_a_newer_crd_are_ignored() {
+        let spec: WorkloadPlacementSpec = serde_json::from_value(json!({
+            "resourceSelectors": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}],
+            "replicas": 3,
+            "rebalance": {"policy": "OnRecovery", "fromTheFuture": true},
+            "fromTheFuture": 1,
+        }))
+        .unwrap();
+        assert_eq!(spec.replicas, Some(3));
+        assert_eq!(spec.policy.rebalance.policy, tmc_core::RebalancePolicy::OnRecovery);
+        let back = serde_json::to_value(&spec).unwrap();
+        assert_eq!(back["replicas"], 3);
+        assert_eq!(back["resourceSelectors"][0]["name"], "web");
+        assert!(back.get("name").is_none() && back.get("namespace").is_none() && back.get("fromTheFuture").is_none());
+
+        let unset: WorkloadPlacementSpec = serde_json::from_value(json!({"resources": {"cpu": "1"}})).unwrap();
+        assert_eq!(unset.replicas, None);
+        assert!(serde_json::to_value(&unset).unwrap().get("replicas").is_none(), "replicas stay unset");
+        assert!(serde_json::from_value::<WorkloadPlacementSpec>(json!({"replicas": -1})).is_err());
+        assert!(serde_json::from_value::<WorkloadPlacementSpec>(json!({"resources": {"cpu": "-1"}})).is_err());
     }
 }

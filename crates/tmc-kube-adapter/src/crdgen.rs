@@ -183,6 +183,135 @@ fn check(node: &Value, path: &str, in_junctor: bool, int_or_string_branch: bool,
     }
 }
 
+/// Fields of every object the API server handles itself (not in a CRD's schema).
+const ROOT_FIELDS: [&str; 3] = ["apiVersion", "kind", "metadata"];
+
+/// Drops the fields of `value` its structural `schema` does not declare, as the API server
+/// prunes unknown fields of custom resources; returns the paths dropped.
+pub fn prune(value: &mut Value, schema: &Value) -> Vec<String> {
+    let mut dropped = Vec::new();
+    prune_at(value, schema, "", &mut dropped);
+    dropped
+}
+
+fn prune_at(value: &mut Value, schema: &Value, path: &str, dropped: &mut Vec<String>) {
+    if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
+        return;
+    }
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::Object(props)) = schema.get("properties") {
+                map.retain(|k, _| {
+                    let keep = props.contains_key(k) || (path.is_empty() && ROOT_FIELDS.contains(&k.as_str()));
+                    if !keep {
+                        dropped.push(format!("{path}.{k}"));
+                    }
+                    keep
+                });
+                for (k, v) in map.iter_mut() {
+                    if let Some(s) = props.get(k) {
+                        prune_at(v, s, &format!("{path}.{k}"), dropped);
+                    }
+                }
+            } else if let Some(ap @ Value::Object(_)) = schema.get("additionalProperties") {
+                for (k, v) in map.iter_mut() {
+                    prune_at(v, ap, &format!("{path}.{k}"), dropped);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(s) = schema.get("items") {
+                for (i, v) in items.iter_mut().enumerate() {
+                    prune_at(v, s, &format!("{path}[{i}]"), dropped);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Checks `value` against a structural `schema` the way the API server does for the parts tmc
+/// uses: unknown fields, `type`, `enum`, `required`, `pattern`-free int-or-string, `nullable`.
+/// Returns every problem with its path.
+pub fn validate(value: &Value, schema: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    validate_at(value, schema, "", &mut problems);
+    problems
+}
+
+fn validate_at(value: &Value, schema: &Value, path: &str, problems: &mut Vec<String>) {
+    if value.is_null() {
+        if schema.get("nullable") != Some(&Value::Bool(true)) {
+            problems.push(format!("{path}: null is not allowed"));
+        }
+        return;
+    }
+    if schema.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true)) {
+        if !(value.is_string() || value.is_i64() || value.is_u64()) {
+            problems.push(format!("{path}: must be an integer or a string"));
+        }
+        return;
+    }
+    let ok = match schema.get("type").and_then(Value::as_str) {
+        Some("object") => value.is_object(),
+        Some("array") => value.is_array(),
+        Some("string") => value.is_string(),
+        Some("integer") => value.is_i64() || value.is_u64(),
+        Some("number") => value.is_number(),
+        Some("boolean") => value.is_boolean(),
+        _ => true,
+    };
+    if !ok {
+        problems.push(format!("{path}: must be of type {}", schema.get("type").cloned().unwrap_or_default()));
+        return;
+    }
+    if let Some(Value::Array(allowed)) = schema.get("enum")
+        && !allowed.contains(value)
+    {
+        problems.push(format!("{path}: {value} is not one of {}", Value::Array(allowed.clone())));
+    }
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::Array(required)) = schema.get("required") {
+                for r in required.iter().filter_map(Value::as_str) {
+                    if !map.contains_key(r) {
+                        problems.push(format!("{path}.{r}: required"));
+                    }
+                }
+            }
+            let props = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties");
+            for (k, v) in map {
+                match (props.and_then(|p| p.get(k)), additional) {
+                    (Some(s), _) => validate_at(v, s, &format!("{path}.{k}"), problems),
+                    (None, Some(ap @ Value::Object(_))) => validate_at(v, ap, &format!("{path}.{k}"), problems),
+                    (None, _) if path.is_empty() && ROOT_FIELDS.contains(&k.as_str()) => {}
+                    (None, _) if props.is_some() => problems.push(format!("{path}.{k}: unknown field")),
+                    (None, _) => {}
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(s) = schema.get("items") {
+                for (i, v) in items.iter().enumerate() {
+                    validate_at(v, s, &format!("{path}[{i}]"), problems);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The `openAPIV3Schema` of the CRD of `kind` (`ClusterRegistration` or `WorkloadPlacement`).
+pub fn schema_of(kind: &str) -> Option<Value> {
+    crds()
+        .ok()?
+        .into_iter()
+        .find(|c| c.pointer("/spec/names/kind").and_then(Value::as_str) == Some(kind))?
+        .pointer("/spec/versions/0/schema/openAPIV3Schema")
+        .cloned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,6 +340,26 @@ mod tests {
             "r: $ref",
         ] {
             assert!(problems.iter().any(|p| p.contains(needle)), "{needle} not in {problems:#?}");
+        }
+    }
+
+    #[test]
+    fn pruning_and_validation_follow_the_schema() {
+        let schema = schema_of("WorkloadPlacement").unwrap();
+        let mut obj = serde_json::json!({
+            "apiVersion": "tmc.kcp.io/v1alpha1", "kind": "WorkloadPlacement", "metadata": {"name": "w"},
+            "spec": {"replicas": 2, "futureField": true, "replicaScheduling": {"type": "Divided", "newKnob": 1},
+                     "resources": {"cpu": "500m"}}
+        });
+        assert!(validate(&obj, &schema).iter().any(|p| p == ".spec.futureField: unknown field"));
+        assert_eq!(prune(&mut obj, &schema), [".spec.futureField", ".spec.replicaScheduling.newKnob"]);
+        assert_eq!(validate(&obj, &schema), Vec::<String>::new());
+        let bad = serde_json::json!({"spec": {"replicas": "two", "replicaScheduling": {"type": "Sometimes"}, "resources": {"cpu": true}}});
+        let problems = validate(&bad, &schema);
+        for needle in
+            [".spec.replicas: must be of type", "Sometimes", ".spec.resources.cpu: must be an integer or a string"]
+        {
+            assert!(problems.iter().any(|p| p.contains(needle)), "{needle} not in {problems:?}");
         }
     }
 

@@ -3,4 +3,5 @@
 
 mod controller;
 mod crds;
+mod deploy;
 mod support;

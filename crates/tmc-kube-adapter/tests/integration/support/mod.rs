@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-pub use apiserver::{ApiServer, Fault};
+pub use apiserver::{ApiServer, Fault, Recorded};
 use kube::{
     Api, Client, Config,
     api::{Patch, PatchParams, PostParams},
