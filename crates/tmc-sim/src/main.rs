@@ -1,20 +1,37 @@
-//! `tmc-sim`: place workloads on a fleet offline and explain the result.
+//! `tmc-sim`: place workloads on a fleet offline, replay failures on a virtual clock, explain
+//! decisions and compare scenarios.
 //!
 //! Exit codes: 0 on success (whatever the phases), 2 on bad input (unreadable file, invalid
-//! YAML, validation errors, bad flags), 1 on an internal error.
+//! YAML, validation errors, unknown workload, bad flags), 1 on an internal error (including a
+//! report that cannot be written).
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{
+    io::IsTerminal as _,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tmc_core::solve_validated;
 use tmc_sim::{
-    DEFAULT_SCENARIO, load_scenario,
+    DEFAULT_SCENARIO, Scenario, SimError, diff, explain, load_sim_scenario,
     render::{Format, render},
+    report::render_report,
+    simulate,
+    summary::{RunFormat, render_run},
+    timeline::{SimTime, parse_workload_key},
 };
 
 #[derive(Parser)]
-#[command(name = "tmc-sim", version, about = "Offline multi-cluster placement: solve and explain scenarios.")]
+#[command(
+    name = "tmc-sim",
+    version,
+    about = "Offline multi-cluster placement: solve scenarios, replay failures on a virtual clock, explain and compare.",
+    after_help = "Without a command, runs the embedded default scenario (40 clusters, 200 workloads, a region outage and its recovery), prints the summary and writes an HTML report."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -22,13 +39,51 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Place the workloads of a scenario and print the decisions.
+    /// Place the workloads of a scenario (its initial state) and print the decisions.
     Place {
-        /// Scenario YAML with `clusters`, `workloads` and optionally `previous`.
+        /// Scenario YAML with `clusters`, `workloads` and optionally `previous` (a `timeline` is
+        /// checked but not run).
         scenario: PathBuf,
         /// Output format.
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
+    },
+    /// Replay a scenario's timeline on a virtual clock as the controller would, and summarize.
+    Run {
+        /// Scenario YAML; the embedded default when absent.
+        scenario: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = RunOutput::Table)]
+        format: RunOutput,
+        /// Also write a self-contained HTML report with charts to this file.
+        #[arg(long, value_name = "FILE.html")]
+        report: Option<PathBuf>,
+    },
+    /// Explain a workload cluster by cluster, with the smallest changes that would place it fully.
+    Explain {
+        /// Scenario YAML.
+        scenario: PathBuf,
+        /// The workload, as `namespace/name` (or `name` in the default namespace).
+        workload: String,
+        /// Explain the state at this time of the timeline (`90s`, `10m`) instead of the start.
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = RunOutput::Table)]
+        format: RunOutput,
+    },
+    /// Compare the decisions of two scenarios and the moves the change would cause.
+    Diff {
+        /// The scenario before the change.
+        before: PathBuf,
+        /// The scenario after the change.
+        after: PathBuf,
+        /// Solve AFTER from scratch instead of starting from BEFORE's decisions.
+        #[arg(long)]
+        fresh: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = RunOutput::Table)]
+        format: RunOutput,
     },
 }
 
@@ -37,6 +92,12 @@ enum OutputFormat {
     Table,
     Json,
     Yaml,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RunOutput {
+    Table,
+    Json,
 }
 
 impl From<OutputFormat> for Format {
@@ -49,15 +110,12 @@ impl From<OutputFormat> for Format {
     }
 }
 
-/// An error that maps to exit code 2.
-struct InputError(anyhow::Error);
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Input(e)) => {
-            eprintln!("error: {:#}", e.0);
+            eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
         Err(Failure::Internal(e)) => {
@@ -67,31 +125,162 @@ fn main() -> ExitCode {
     }
 }
 
+/// A failure and its exit code: bad input (2) or anything else (1).
 enum Failure {
-    Input(InputError),
+    Input(anyhow::Error),
     Internal(anyhow::Error),
 }
 
+fn input_error(e: impl Into<anyhow::Error>) -> Failure {
+    Failure::Input(e.into())
+}
+
+fn internal(e: impl Into<anyhow::Error>) -> Failure {
+    Failure::Internal(e.into())
+}
+
+/// Reads and fully checks a scenario file.
+fn load(path: &Path) -> Result<Scenario, Failure> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {}", path.display()))
+        .map_err(input_error)?;
+    load_sim_scenario(&text).with_context(|| format!("in {}", path.display())).map_err(input_error)
+}
+
+fn embedded_default() -> Result<Scenario, Failure> {
+    load_sim_scenario(DEFAULT_SCENARIO).context("in the embedded default scenario").map_err(internal)
+}
+
 fn run(cli: Cli) -> Result<(), Failure> {
-    let (text, origin, format) = match cli.command {
+    match cli.command {
         None => {
-            eprintln!("tmc-sim: no command given; placing the embedded default scenario (multi-region web shop).");
+            let report = default_report_path();
             eprintln!(
-                "         Try `tmc-sim place examples/scenarios/gpu-training/scenario.yaml` or `tmc-sim --help`."
+                "tmc-sim: no command given; running the embedded default scenario (40 clusters, 200 workloads, a region outage and its recovery)."
             );
-            (DEFAULT_SCENARIO.to_string(), "embedded default scenario".to_string(), Format::Table)
+            eprintln!(
+                "         Try `tmc-sim --help`, or `tmc-sim run examples/scenarios/multi-region-webshop/scenario.yaml`."
+            );
+            run_scenario(embedded_default()?, RunOutput::Table, Some(report))
         }
         Some(Command::Place { scenario, format }) => {
-            let text = std::fs::read_to_string(&scenario)
-                .with_context(|| format!("cannot read {}", scenario.display()))
-                .map_err(|e| Failure::Input(InputError(e)))?;
-            (text, scenario.display().to_string(), format.into())
+            let input = load(&scenario)?.input();
+            let plan = solve_validated(&input);
+            print!("{}", render(&plan, format.into()).map_err(internal)?);
+            Ok(())
         }
-    };
-    let input =
-        load_scenario(&text).with_context(|| format!("in {origin}")).map_err(|e| Failure::Input(InputError(e)))?;
-    let plan = solve_validated(&input);
-    let out = render(&plan, format).map_err(|e| Failure::Internal(e.into()))?;
+        Some(Command::Run { scenario, format, report }) => {
+            let scenario = match scenario {
+                Some(path) => load(&path)?,
+                None => embedded_default()?,
+            };
+            run_scenario(scenario, format, report)
+        }
+        Some(Command::Explain { scenario, workload, at, format }) => {
+            let scenario = load(&scenario)?;
+            let key = parse_workload_key(&workload).map_err(|e| input_error(anyhow::anyhow!(e)))?;
+            let input = match at {
+                None => scenario.input(),
+                Some(at) => {
+                    let at = SimTime::parse(&at).map_err(|e| input_error(anyhow::anyhow!("--at: {e}")))?;
+                    let run = simulate(&scenario, &mut |_, _| {}).map_err(sim_failure)?;
+                    let snapshot = run.snapshots.iter().rev().find(|s| s.at <= at.seconds());
+                    snapshot.map(|s| s.input.clone()).ok_or_else(|| input_error(anyhow::anyhow!("--at: no step")))?
+                }
+            };
+            let e = explain::explain(&input, &key).map_err(|e| match e {
+                explain::ExplainError::UnknownWorkload { .. } => input_error(e),
+                explain::ExplainError::Invalid(_) => internal(e),
+            })?;
+            match format {
+                RunOutput::Table => print!("{}", explain::table(&e)),
+                RunOutput::Json => print!("{}", tmc_sim::json::to_json(&e).map_err(internal)?),
+            }
+            Ok(())
+        }
+        Some(Command::Diff { before, after, fresh, format }) => {
+            let (b, a) = (load(&before)?, load(&after)?);
+            let d = diff::diff(&b.input(), &a.input(), fresh).map_err(input_error)?;
+            match format {
+                RunOutput::Table => print!("{}", diff::table(&d)),
+                RunOutput::Json => print!("{}", tmc_sim::json::to_json(&d).map_err(internal)?),
+            }
+            Ok(())
+        }
+    }
+}
+
+fn sim_failure(e: SimError) -> Failure {
+    match e {
+        SimError::Invalid(_) => input_error(e),
+        _ => internal(e),
+    }
+}
+
+/// Where the run without arguments writes its report: `target/` when run from a cargo workspace,
+/// else the temporary directory.
+fn default_report_path() -> PathBuf {
+    let target = Path::new("target");
+    if target.is_dir() { target.join("tmc-sim-report.html") } else { std::env::temp_dir().join("tmc-sim-report.html") }
+}
+
+fn run_scenario(scenario: Scenario, format: RunOutput, report: Option<PathBuf>) -> Result<(), Failure> {
+    let progress = Progress::new();
+    let run = simulate(&scenario, &mut |at, end| progress.update(at, end));
+    progress.finish();
+    let run = run.map_err(sim_failure)?;
+    let out = render_run(
+        &run,
+        match format {
+            RunOutput::Table => RunFormat::Table,
+            RunOutput::Json => RunFormat::Json,
+        },
+    )
+    .map_err(internal)?;
     print!("{out}");
+    if let Some(path) = report {
+        let html = render_report(&run);
+        std::fs::write(&path, html).with_context(|| format!("cannot write {}", path.display())).map_err(internal)?;
+        let shown = std::fs::canonicalize(&path).unwrap_or(path);
+        eprintln!("tmc-sim: report written to {} (open file://{} in a browser)", shown.display(), shown.display());
+    }
     Ok(())
+}
+
+/// A progress bar over virtual time on stderr, shown only on a terminal and only once a run has
+/// taken more than a moment.
+struct Progress {
+    bar: ProgressBar,
+    started: Instant,
+    terminal: bool,
+}
+
+impl Progress {
+    const DELAY: Duration = Duration::from_millis(300);
+
+    fn new() -> Self {
+        let bar = ProgressBar::with_draw_target(Some(1), ProgressDrawTarget::hidden());
+        let style = ProgressStyle::with_template("{spinner} simulating [{bar:40}] {msg} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+        bar.set_style(style);
+        Progress { bar, started: Instant::now(), terminal: std::io::stderr().is_terminal() }
+    }
+
+    fn update(&self, at: i64, end: i64) {
+        if self.terminal && self.bar.is_hidden() && self.started.elapsed() >= Self::DELAY {
+            self.bar.set_draw_target(ProgressDrawTarget::stderr());
+        }
+        self.bar.set_length(u64::try_from(end).unwrap_or(0).max(1));
+        self.bar.set_position(u64::try_from(at).unwrap_or(0));
+        self.bar.set_message(format!(
+            "{} / {}",
+            tmc_sim::timeline::format_seconds(at),
+            tmc_sim::timeline::format_seconds(end)
+        ));
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
 }

@@ -110,16 +110,196 @@ fn table_output_has_header_rows_explanations_and_summary() {
     assert_eq!(stdout(&default), out);
 }
 
+/// A fresh directory under the temp dir, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(label: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("tmc-sim-cli-{}-{n}-{label}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[test]
-fn no_arguments_runs_the_embedded_default() {
-    let o = tmc_sim(&[]);
+fn no_arguments_runs_the_embedded_default_and_writes_the_report() {
+    // Run from a directory with a `target/` folder, as `cargo run` does.
+    let dir = TempDir::new("default");
+    std::fs::create_dir_all(dir.0.join("target")).expect("create target");
+    let o = Command::new(env!("CARGO_BIN_EXE_tmc-sim")).current_dir(&dir.0).output().expect("tmc-sim runs");
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stderr(&o).contains("embedded default scenario"), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("embedded default scenario"), "{err}");
+    let report = dir.0.join("target/tmc-sim-report.html");
+    assert!(err.contains("report written to") && err.contains("tmc-sim-report.html"), "tells where: {err}");
+    let html = std::fs::read_to_string(&report).expect("the report is written under target/");
+    assert!(html.starts_with("<!DOCTYPE html>") && html.contains("us-east-1 outage"), "report of the default");
     let out = stdout(&o);
-    assert!(out.starts_with("WORKLOAD"), "{out}");
-    assert!(out.contains("shop/storefront") && out.contains("8 workloads:"), "{out}");
-    let explicit = tmc_sim(&["place", &example("multi-region-webshop")]);
-    assert_eq!(stdout(&explicit), out, "the default is multi-region-webshop");
+    assert!(out.starts_with("default fleet, us-east-1 outage and recovery: 40 clusters, 200 workloads"), "{out}");
+    for needle in
+        ["TIME", "PLACED", "PENDING", "MOVED", "OVERCOMMIT", "CPU%", "incidents", "utilization per cluster", "spread"]
+    {
+        assert!(out.contains(needle), "{needle:?} not in the summary:\n{out}");
+    }
+    let explicit = tmc_sim(&["run", &example("default")]);
+    assert_eq!(stdout(&explicit), out, "the default is examples/scenarios/default");
+    let implicit = tmc_sim(&["run"]);
+    assert_eq!(stdout(&implicit), out, "`run` without a scenario runs the default");
+}
+
+#[test]
+fn run_json_is_the_same_bytes_every_time() {
+    let a = tmc_sim(&["run", &example("multi-region-webshop"), "--format", "json"]);
+    let b = tmc_sim(&["run", &example("multi-region-webshop"), "--format", "json"]);
+    assert_eq!(a.status.code(), Some(0), "{}", stderr(&a));
+    assert_eq!(a.stdout, b.stdout);
+    assert!(stderr(&a).is_empty(), "no progress bar when stderr is not a terminal: {}", stderr(&a));
+    let doc: Value = serde_json::from_str(&stdout(&a)).expect("valid JSON");
+    let steps = doc["steps"].as_array().expect("steps");
+    assert!(steps.len() > 10);
+    for key in [
+        "at",
+        "time",
+        "events",
+        "placed",
+        "pending",
+        "moved",
+        "stopped",
+        "started",
+        "evicted",
+        "overcommit",
+        "utilization",
+        "spread",
+        "changes",
+    ] {
+        assert!(steps[0].get(key).is_some(), "step field {key} missing: {}", steps[0]);
+    }
+    assert!(steps.iter().all(|s| s["overcommit"] == 0));
+    assert!(doc["incidents"].as_array().is_some_and(|i| !i.is_empty()));
+    assert!(doc["finalPlacements"].as_array().is_some_and(|p| p.len() == 8));
+}
+
+#[test]
+fn run_writes_a_report_where_asked() {
+    let dir = TempDir::new("report");
+    let path = dir.0.join("webshop.html");
+    let shown = path.to_string_lossy().into_owned();
+    let o = tmc_sim(&["run", &example("multi-region-webshop"), "--report", &shown]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("webshop.html"), "{}", stderr(&o));
+    let html = std::fs::read_to_string(&path).expect("report written");
+    assert!(html.contains("<svg id=\"heatmap\"") && html.ends_with("</html>\n"));
+    let o = tmc_sim(&["run", &example("multi-region-webshop"), "--report", "/nonexistent-dir/x.html"]);
+    assert_eq!(o.status.code(), Some(1), "an unwritable report is not the input's fault");
+    assert!(stderr(&o).contains("cannot write /nonexistent-dir/x.html"), "{}", stderr(&o));
+}
+
+#[test]
+fn place_still_places_the_start_of_a_timeline_scenario() {
+    let o = tmc_sim(&["place", &example("multi-region-webshop"), "--format", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let expected = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/scenarios/multi-region-webshop/expected.json"),
+    )
+    .expect("expected.json");
+    assert_eq!(stdout(&o), expected);
+}
+
+#[test]
+fn bad_timelines_exit_2_naming_the_field() {
+    let base = "clusters:\n- name: a\n- name: b\nworkloads:\n- {name: w, namespace: shop}\ntimeline:\n";
+    let cases: [(&str, &str, &[&str]); 6] = [
+        ("unknown-cluster", "- {at: 1m, clusterDown: c}\n", &["timeline[0].clusterDown: unknown cluster \"c\""]),
+        (
+            "out-of-order",
+            "- {at: 5m, cordon: a}\n- {at: 90s, cordon: b}\n",
+            &["timeline[1].at: 1m30s is before 5m (timeline[0].at): entries must be in time order"],
+        ),
+        ("negative", "- {at: -5s, cordon: a}\n", &["timeline[0].at", "negative time"]),
+        ("bad-duration", "- {at: 5 minutes, cordon: a}\n", &["timeline[0].at", "invalid time \"5 minutes\""]),
+        (
+            "unknown-workload",
+            "- {at: 1m, scale: {workload: shop/x, replicas: 2}}\n",
+            &["timeline[0].scale.workload: unknown workload shop/x"],
+        ),
+        (
+            "two-events",
+            "- {at: 1m, cordon: a, uncordon: b}\n",
+            &["timeline[0]: needs exactly one event", "found cordon, uncordon"],
+        ),
+    ];
+    for (label, timeline, needles) in cases {
+        let err = rejected(label, &format!("{base}{timeline}"));
+        for needle in needles {
+            assert!(err.contains(needle), "{label}: {needle:?} not in {err:?}");
+        }
+        // `run` rejects it the same way.
+        let file = TempScenario::new(label, &format!("{base}{timeline}"));
+        let o = tmc_sim(&["run", file.path()]);
+        assert_eq!(o.status.code(), Some(2), "{label}: {}", stderr(&o));
+        assert!(stderr(&o).contains(needles[0]), "{label}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn explain_lists_every_cluster_and_verified_fixes() {
+    let o = tmc_sim(&["explain", &example("multi-region-webshop"), "analytics/batch-reports"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with("analytics/batch-reports: PartiallyScheduled, 5 placed, 35 pending"), "{out}");
+    assert!(out.contains("CLUSTER") && out.contains("VERDICT"), "{out}");
+    assert_eq!(out.matches("rejected: did not match cluster affinity").count(), 10, "{out}");
+    assert!(out.contains("gcp-us-central1-a") && out.contains("chosen"), "{out}");
+    assert!(out.contains("add 137.1 cpu and 235Gi memory to cluster gcp-us-central1-a"), "{out}");
+    assert!(out.contains("lower replicas to 5 (from 40)"), "{out}");
+
+    let json = tmc_sim(&["explain", &example("multi-region-webshop"), "analytics/batch-reports", "--format", "json"]);
+    let doc: Value = serde_json::from_str(&stdout(&json)).expect("valid JSON");
+    assert_eq!(doc["clusters"].as_array().map(Vec::len), Some(12));
+    assert!(doc["fixes"].as_array().is_some_and(|f| !f.is_empty()));
+
+    // At a time of the timeline: at 12m aws-eu-west-1a has been dead for 7 minutes.
+    let at = tmc_sim(&["explain", &example("multi-region-webshop"), "platform/log-shipper", "--at", "12m"]);
+    assert_eq!(at.status.code(), Some(0), "{}", stderr(&at));
+    assert!(stdout(&at).contains("aws-eu-west-1a") && stdout(&at).contains("not-ready"), "{}", stdout(&at));
+
+    let unknown = tmc_sim(&["explain", &example("multi-region-webshop"), "shop/nope"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        stderr(&unknown).contains("unknown workload shop/nope") && stderr(&unknown).contains("shop/storefront"),
+        "{}",
+        stderr(&unknown)
+    );
+}
+
+#[test]
+fn diff_shows_changed_decisions_and_moves() {
+    let before = "clusters:\n- {name: a, capacity: {cpu: \"8\"}}\n- {name: b, capacity: {cpu: \"8\"}}\nworkloads:\n- {name: web, namespace: shop, replicas: 4, resources: {cpu: \"1\"}, clusterAffinity: {clusterNames: [a]}}\n- {name: api, namespace: shop, replicas: 2, resources: {cpu: \"1\"}}\n";
+    let after = before.replace("clusterNames: [a]", "clusterNames: [b]").replace(
+        "- {name: api, namespace: shop, replicas: 2, resources: {cpu: \"1\"}}\n",
+        "- {name: jobs, namespace: batch, replicas: 1, resources: {cpu: \"1\"}}\n",
+    );
+    let (b, a) = (TempScenario::new("before", before), TempScenario::new("after", &after));
+    let o = tmc_sim(&["diff", b.path(), a.path()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("shop/web") && out.contains("a=4 -> b=4"), "{out}");
+    assert!(out.contains("shop/api") && out.contains("Removed"), "{out}");
+    assert!(out.contains("batch/jobs") && out.contains("Added"), "{out}");
+    assert!(out.contains("1 changed, 1 added, 1 removed, 0 unchanged; 4 replicas move"), "{out}");
+    let json = tmc_sim(&["diff", b.path(), a.path(), "--format", "json"]);
+    let doc: Value = serde_json::from_str(&stdout(&json)).expect("valid JSON");
+    assert_eq!(doc["total"]["moved"], 4);
+    assert_eq!(doc["carriedOver"], true);
 }
 
 /// Runs `place` on `text` and returns stderr, asserting exit code 2 and an empty stdout.
@@ -230,7 +410,9 @@ fn bad_flags_exit_2() {
 fn help_and_version_exit_0() {
     let o = tmc_sim(&["--help"]);
     assert_eq!(o.status.code(), Some(0));
-    assert!(stdout(&o).contains("place"), "{}", stdout(&o));
+    for command in ["place", "run", "explain", "diff"] {
+        assert!(stdout(&o).contains(command), "{command}: {}", stdout(&o));
+    }
     let o = tmc_sim(&["--version"]);
     assert_eq!(o.status.code(), Some(0));
     assert!(stdout(&o).starts_with("tmc-sim "), "{}", stdout(&o));
