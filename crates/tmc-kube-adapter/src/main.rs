@@ -126,6 +126,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let config = kube::Config::infer().await.context("loading a kubeconfig or the in-cluster config")?;
     let home = kube::Client::try_from(config.clone()).context("building the client")?;
+    let mut slice_urls: Option<(String, Vec<String>)> = None;
     let endpoints = if let Some(ws) = &args.kcp_workspace {
         vec![Clients::workspace(&config, ws)?]
     } else if let Some(url) = &args.kcp_virtual_workspace_url {
@@ -137,6 +138,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         if urls.is_empty() {
             bail!("APIExportEndpointSlice {slice} lists no endpoints yet");
         }
+        slice_urls = Some((slice.clone(), urls.clone()));
         let mut out = Vec::new();
         for url in urls {
             let mut c = config.clone();
@@ -151,21 +153,47 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let health = Health::default();
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let shutdown_tx = Arc::new(shutdown_tx);
     let signal = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|v| *v).await;
     };
     let (addr, server) = serve(args.metrics_addr, metrics.clone(), health.clone(), signal(shutdown_rx.clone())).await?;
     tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
     let server = tokio::spawn(server);
+    let on_signal = shutdown_tx.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutting down");
-        let _ = shutdown_tx.send(true);
+        let _ = on_signal.send(true);
     });
+    // The shards serving an APIExport can change: re-read the slice and restart when they do.
+    let slice_changed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if let Some((slice, initial)) = slice_urls {
+        let (home, changed, stop) = (home.clone(), slice_changed.clone(), shutdown_tx.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                match endpoint_slice_urls(&home, &slice).await {
+                    Ok(now) if !now.is_empty() && now != initial => {
+                        tracing::warn!(?initial, ?now, "APIExportEndpointSlice endpoints changed");
+                        changed.store(true, std::sync::atomic::Ordering::SeqCst);
+                        let _ = stop.send(true);
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "re-reading the APIExportEndpointSlice"),
+                }
+            }
+        });
+    }
     tracing::info!(feature_gates = %gates, endpoints = endpoints.len(), "starting controllers");
     let result = tmc_kube_adapter::run(endpoints, home, options, metrics, health, signal(shutdown_rx)).await;
     server.abort();
-    result.map_err(Into::into)
+    result?;
+    if slice_changed.load(std::sync::atomic::Ordering::SeqCst) {
+        bail!("the APIExportEndpointSlice endpoints changed; exiting so a restart serves the new set");
+    }
+    Ok(())
 }
 
 async fn wait_for_signal() {

@@ -479,3 +479,103 @@ async fn a_kubeconfig_secret_makes_the_controller_probe_the_physical_cluster() {
     assert_eq!(decisions(&placed), [("phys".to_string(), 6)]);
     running.stop().await.expect("clean shutdown");
 }
+
+#[tokio::test]
+async fn cordon_stops_new_replicas_and_drain_moves_placed_ones() {
+    let server = ApiServer::start().await;
+    let c = client(&server.url());
+    let regs = [
+        registration("old", json!({"tier": "primary"}), 8, json!({})),
+        registration("new", json!({"tier": "backup"}), 8, json!({})),
+    ];
+    let spec = json!({
+        "replicas": 2, "resources": {"cpu": "1"}, "replicaScheduling": {"division": "Aggregated"},
+        "preferences": [{"weight": 100, "labelSelector": {"matchLabels": {"tier": "primary"}}}],
+    });
+    create_all(&c, &regs, &[placement("shop", "web", spec.clone())]).await;
+    let _beats = Heartbeats::start(c.clone(), &["old", "new"]);
+    let running = start_plain(&server, options());
+    let on = |cluster: &str| vec![(cluster.to_string(), 2)];
+    eventually("web on old", || async {
+        let s = placement_status(&c, "shop", "web").await?;
+        (decisions(&s) == on("old")).then_some(()).ok_or(format!("{s:?}"))
+    })
+    .await;
+
+    // Cordon: placed replicas stay, a new placement goes elsewhere.
+    let regs_api = Api::<ClusterRegistration>::all(c.clone());
+    regs_api
+        .patch("old", &PatchParams::default(), &Patch::Merge(json!({"spec": {"unschedulable": true}})))
+        .await
+        .expect("cordon");
+    eventually("old not schedulable (cordoned)", || async {
+        let s = registration_status(&regs_api.get("old").await.map_err(|e| e.to_string())?);
+        s.condition("Schedulable")
+            .is_some_and(|c| c.status == "False" && c.reason == "Cordoned")
+            .then_some(())
+            .ok_or(format!("{s:?}"))
+    })
+    .await;
+    create_all(&c, &[], &[placement("shop", "api", spec)]).await;
+    eventually("api placed on new", || async {
+        let s = placement_status(&c, "shop", "api").await?;
+        (decisions(&s) == on("new")).then_some(()).ok_or(format!("{s:?}"))
+    })
+    .await;
+    assert_eq!(decisions(&placement_status(&c, "shop", "web").await.expect("web")), on("old"), "cordon evicted");
+
+    // Drain (kcp's evictAfter, here: now): the draining taint evicts web.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let evict_after = tmc_kube_adapter::mapping::time_at(i64::try_from(now).expect("now"));
+    regs_api
+        .patch("old", &PatchParams::default(), &Patch::Merge(json!({"spec": {"evictAfter": evict_after}})))
+        .await
+        .expect("drain");
+    eventually("web drained to new", || async {
+        let s = placement_status(&c, "shop", "web").await?;
+        (decisions(&s) == on("new")).then_some(()).ok_or(format!("{s:?}"))
+    })
+    .await;
+    let s = registration_status(&regs_api.get("old").await.expect("old"));
+    assert!(s.automatic_taints.iter().any(|t| t.key == "tmc.kcp.io/draining"), "{s:?}");
+    assert_eq!(s.condition("Schedulable").map(|c| c.reason.as_str()), Some("Draining"));
+    eventually("old reports nothing placed", || async {
+        let s = registration_status(&regs_api.get("old").await.map_err(|e| e.to_string())?);
+        (s.placed_replicas == 0 && s.placements.is_empty()).then_some(()).ok_or(format!("{s:?}"))
+    })
+    .await;
+    running.stop().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn endpoint_urls_come_from_the_apiexport_endpoint_slice() {
+    let server = ApiServer::start().await;
+    let c = client(&format!("{}/clusters/root:tmc", server.url()));
+    let ar = kube::core::ApiResource::from_gvk_with_plural(
+        &kube::core::GroupVersionKind::gvk("apis.kcp.io", "v1alpha1", "APIExportEndpointSlice"),
+        "apiexportendpointslices",
+    );
+    let slice: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "apis.kcp.io/v1alpha1", "kind": "APIExportEndpointSlice", "metadata": {"name": "tmc"},
+        "spec": {"export": {"path": "root:tmc", "name": "tmc.kcp.io"}},
+        "status": {"endpoints": [
+            {"url": "https://shard-2/services/apiexport/root:tmc/tmc.kcp.io"},
+            {"url": "https://shard-1/services/apiexport/root:tmc/tmc.kcp.io"},
+            {"url": "https://shard-1/services/apiexport/root:tmc/tmc.kcp.io"}
+        ]}
+    }))
+    .expect("slice");
+    Api::<kube::api::DynamicObject>::all_with(c.clone(), &ar)
+        .create(&PostParams::default(), &slice)
+        .await
+        .expect("create");
+    let urls = tmc_kube_adapter::kcp::endpoint_slice_urls(&c, "tmc").await.expect("urls");
+    assert_eq!(
+        urls,
+        [
+            "https://shard-1/services/apiexport/root:tmc/tmc.kcp.io",
+            "https://shard-2/services/apiexport/root:tmc/tmc.kcp.io"
+        ]
+    );
+    assert!(tmc_kube_adapter::kcp::endpoint_slice_urls(&c, "missing").await.is_err());
+}
