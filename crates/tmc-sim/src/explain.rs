@@ -11,9 +11,11 @@
 //! tolerate a taint, uncordon a cluster, widen the cluster affinity, drop a required API or
 //! capability (or give a cluster the capability), relax a spread constraint, `numberOfClusters` or
 //! the per-cluster bounds, give a cluster a weight, raise the priority, add capacity to a cluster
-//! (the exact amount, found by solving), or lower the replica count. Each is applied to a copy of
-//! the input and solved; only those after which the workload is `Scheduled` are reported, smallest
-//! first, with what they do to the other workloads.
+//! (the smallest amount in readable units, found by bisection and solving), or lower the replica
+//! count. Each is applied to a copy of the input and solved as the controller would solve it right
+//! after the change (today's plan as the previous decisions); only those after which the workload
+//! is `Scheduled` are reported, smallest first, with what they do to the other workloads. Of the
+//! steps of one bound (minGroups 3 -> 2 -> 1), only the smallest that works is reported.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -225,11 +227,17 @@ pub fn explain(input: &PlacementInput, key: &WorkloadKey) -> Result<Explanation,
     Ok(explanation)
 }
 
-/// Solves `changed`; when workload `key` is then Scheduled, how the others fared compared with
-/// `plan`: how many have fewer replicas placed, and the churn of the others.
+/// Solves `changed` as the controller would right after the change, with today's `plan` as the
+/// previous decisions (so the other workloads keep what is still valid); when workload `key` is
+/// then Scheduled, how the others fared compared with `plan`: how many have fewer replicas
+/// placed, and their churn.
 fn verify(changed: &PlacementInput, plan: &Plan, key: &WorkloadKey) -> Option<(u64, Churn)> {
-    tmc_core::validate(changed).ok()?;
-    let after = solve_validated(changed);
+    let mut changed = changed.clone();
+    let keys: BTreeSet<WorkloadKey> = changed.workloads.iter().map(Workload::key).collect();
+    changed.previous =
+        plan.placements.iter().filter(|p| !p.decisions.is_empty() && keys.contains(&p.workload)).cloned().collect();
+    tmc_core::validate(&changed).ok()?;
+    let after = solve_validated(&changed);
     if after.get(key)?.phase != Phase::Scheduled {
         return None;
     }

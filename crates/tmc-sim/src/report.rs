@@ -9,7 +9,7 @@ use tmc_core::Phase;
 
 use crate::{
     sim::Run,
-    summary::{incident_events, recovery},
+    summary::{group_events, incident_events, recovery},
     timeline::format_seconds,
 };
 
@@ -601,17 +601,21 @@ pub fn render_report(run: &Run) -> String {
     }
     out.push_str("</table>\n");
 
-    out.push_str("<h2>Steps</h2>\n<table id=\"steps\"><tr><th>time</th><th>placed</th><th>pending</th><th>unavailable</th><th>moved</th><th>stopped</th><th>started</th><th>overcommit</th><th>what happened</th></tr>\n");
+    out.push_str("<h2>Steps</h2>\n<table id=\"steps\"><tr><th>time</th><th>placed</th><th>pending</th><th>unavailable</th><th>evicted</th><th>moved</th><th>stopped</th><th>started</th><th>overcommit</th><th>what happened</th></tr>\n");
     for s in &run.steps {
-        let mut what: Vec<String> = s.events.iter().map(|e| e.text()).collect();
+        let mut what: Vec<String> = group_events(&s.events);
         what.extend(s.controller.iter().map(|c| format!("controller: {c}")));
+        if what.is_empty() {
+            what.push(if s.at == 0 { "start".to_string() } else { "controller: re-solve".to_string() });
+        }
         let _ = writeln!(
             out,
-            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
             esc(&s.time),
             s.placed,
             s.pending,
             s.unavailable,
+            s.evicted,
             s.churn.moved,
             s.churn.stopped,
             s.churn.started,

@@ -853,3 +853,55 @@ fn incidents(snapshots: &[Snapshot], steps: &[Step]) -> Vec<Incident> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::load_sim_scenario;
+
+    fn run(text: &str) -> Run {
+        let scenario = load_sim_scenario(text).unwrap_or_else(|e| panic!("{e}"));
+        simulate(&scenario, &mut |_, _| {}).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn times_are_offsets_from_the_scenario_clock() {
+        let run =
+            run("now: 1000\nclusters:\n- {name: a, capacity: {cpu: \"4\"}}\n- {name: b, capacity: {cpu: \"4\"}}\n\
+             workloads:\n- {name: w, resources: {cpu: \"1\"}, clusterAffinity: {clusterNames: [a]}}\n\
+             timeline:\n- {at: 100, clusterDown: a}\n");
+        let times: Vec<i64> = run.snapshots.iter().map(|s| s.at).collect();
+        assert_eq!(times, [0, 100, 160, 460], "start, down, not ready after 60 s, evicted after 300 s more");
+        let nows: Vec<Option<i64>> = run.snapshots.iter().map(|s| s.input.now).collect();
+        assert_eq!(nows, [Some(1000), Some(1100), Some(1160), Some(1460)]);
+        assert_eq!(run.snapshots[2].input.clusters[0].not_ready_since, Some(1160));
+        assert_eq!((run.scenario.start, run.scenario.end), (1000, 460));
+        assert_eq!(run.steps[3].evicted, 1);
+        assert_eq!(run.steps[3].pending, 1, "only cluster a is allowed");
+    }
+
+    #[test]
+    fn without_a_timeline_a_run_is_one_step_unless_a_toleration_runs_out() {
+        let still = run("clusters:\n- {name: a, capacity: {cpu: \"4\"}}\nworkloads:\n- {name: w}\n");
+        assert_eq!(still.steps.len(), 1);
+        assert_eq!((still.totals.churn.started, still.totals.final_placed), (1, 1));
+        // A cluster that has been down since 0 (the scenario's clock) evicts at 300.
+        let dying =
+            run("clusters:\n- {name: a, ready: false, notReadySince: 0}\n- {name: b}\nworkloads:\n- {name: w}\n\
+             previous:\n- {workload: default/w, decisions: [{cluster: a, replicas: 1}]}\n");
+        let times: Vec<i64> = dying.steps.iter().map(|s| s.at).collect();
+        assert_eq!(times, [0, 300]);
+        assert_eq!(dying.steps[1].changes[0].after, "b=1");
+        assert_eq!(dying.steps[1].churn, Churn { stopped: 1, started: 1, moved: 1 });
+    }
+
+    #[test]
+    fn duration_ends_the_run_and_the_charts() {
+        let run = run(
+            "clusters:\n- {name: a}\nworkloads:\n- {name: w}\nduration: 2m\ntimeline:\n- {at: 1m, clusterDown: a}\n",
+        );
+        let times: Vec<i64> = run.steps.iter().map(|s| s.at).collect();
+        assert_eq!(times, [0, 60, 120], "a step at the end is in; the eviction at 7m is not");
+        assert_eq!(run.scenario.end, 120);
+    }
+}
