@@ -536,11 +536,12 @@ impl Source<'_> {
             w.rebalance.max_moves_per_round = Some(self.below(4));
         }
         w.namespace = self.pick(&["default", "team-a"]).to_string();
-        w.replicas = match self.below(16) {
-            0..=10 => 1 + self.below(9),
-            11 => 0,
-            12..=13 => self.below(64),
-            14 => u32::from(self.u16()),
+        // Up to the validation maximum, rarely: a million replicas costs ~100 ms per solve.
+        w.replicas = match self.below(64) {
+            0..=43 => 1 + self.below(9),
+            44..=47 => 0,
+            48..=57 => self.below(64),
+            58..=62 => u32::from(self.u16()),
             _ => MAX_REPLICAS - self.below(3),
         };
         for res in RESOURCES {
