@@ -299,10 +299,26 @@ pub fn scenario(data: &[u8]) {
     assert!(table.ends_with('\n'));
     let json = render(&plan, Format::Json).unwrap_or_else(|e| panic!("JSON rendering failed: {e}"));
     let from_json: Plan = serde_json::from_str(&json).unwrap_or_else(|e| panic!("rendered JSON does not read: {e}"));
-    assert_eq!(from_json, plan, "JSON rendering does not round-trip");
+    // serde_json's default float parsing may be off by an ulp, so the certificate is compared
+    // with a tolerance; everything else exactly.
+    assert_same_plan(&from_json, &plan, "JSON rendering does not round-trip");
     let yaml = render(&plan, Format::Yaml).unwrap_or_else(|e| panic!("YAML rendering failed: {e}"));
     let from_yaml: Plan = serde_saphyr::from_str(&yaml).unwrap_or_else(|e| panic!("rendered YAML does not read: {e}"));
-    assert_eq!(from_yaml, plan, "YAML rendering does not round-trip");
+    assert_same_plan(&from_yaml, &plan, "YAML rendering does not round-trip");
+}
+
+/// `a` and `b` are the same plan: equal placements, and objective, bound and gap equal up to
+/// float rounding.
+fn assert_same_plan(a: &Plan, b: &Plan, what: &str) {
+    assert_eq!(a.placements, b.placements, "{what}");
+    for (x, y, name) in [(a.objective, b.objective, "objective"), (a.bound, b.bound, "bound"), (a.gap, b.gap, "gap")] {
+        assert!(close(x, y), "{what}: {name} {x} vs {y}");
+    }
+}
+
+/// Equal up to a relative 1e-9 (absolute near zero).
+fn close(x: f64, y: f64) -> bool {
+    x == y || (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -742,6 +758,9 @@ pub fn decode_input(data: &[u8]) -> PlacementInput {
 /// the sum of `requests x replicas` stays within `capacity` (`pods`: one per replica unless
 /// requested otherwise, enforced only where listed; other resources not listed have none).
 ///
+/// The certificate: the objective is `sum (1 + priority - lowest priority) x placed`, the bound
+/// is at least the objective, the gap is `(bound - objective) / bound` within 0..=1, all finite.
+///
 /// Re-solving: the same input gives the same plan; reversed clusters, workloads and previous
 /// decisions give the same plan; and with the plan fed back as `previous` ("an unchanged input
 /// re-solved with its plan as previous moves nothing"), every decision of a workload that does not
@@ -802,6 +821,22 @@ fn check_invariants(input: &PlacementInput, plan: &Plan) {
         .collect();
     let keys: Vec<&WorkloadKey> = plan.placements.iter().map(|p| &p.workload).collect();
     assert_eq!(keys, workloads.keys().collect::<Vec<_>>(), "the plan must have one placement per workload, sorted");
+
+    // The certificate: objective = sum over workloads of (1 + priority - lowest priority) x placed;
+    // the bound is an upper bound on it; gap = (bound - objective) / bound (0 when the bound is 0).
+    let lowest = input.workloads.iter().map(|w| w.priority).min().unwrap_or(0);
+    let objective: f64 = plan
+        .placements
+        .iter()
+        .map(|p| (1.0 + f64::from(workloads[&p.workload].priority) - f64::from(lowest)) * p.placed as f64)
+        .sum();
+    let (obj, bound, gap) = (plan.objective, plan.bound, plan.gap);
+    assert!(obj.is_finite() && bound.is_finite() && gap.is_finite(), "certificate {obj} {bound} {gap} must be finite");
+    assert!(close(obj, objective), "objective {obj}, expected {objective}");
+    assert!(bound >= obj || close(bound, obj), "the bound {bound} is below the plan's own objective {obj}");
+    let expected_gap = if bound == 0.0 { 0.0 } else { (bound - obj) / bound };
+    assert!(close(gap, expected_gap), "gap {gap}, expected {expected_gap} from bound {bound} and objective {obj}");
+    assert!((0.0..=1.0).contains(&gap) || close(gap, 0.0), "gap {gap} outside 0..=1");
 
     // Replicas per (cluster, workload), for the capacity check.
     let mut on_cluster: BTreeMap<&str, Vec<(&Workload, u64)>> = BTreeMap::new();
