@@ -120,6 +120,10 @@ pub struct ClusterRejection {
     pub reasons: Vec<Reason>,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// The outcome for one workload.
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,9 +149,15 @@ pub struct Placement {
     /// The `clusterAffinities` group used, when the workload has them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity_group: Option<String>,
-    /// Kubernetes-style explanation; empty when fully placed.
+    /// Kubernetes-style explanation when not fully placed, followed by what happened to the
+    /// workload in this solve (preemption, rebalancing); empty when fully placed and nothing
+    /// happened.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// Replica moves that `rebalance` still wants after this round's `maxMovesPerRound` budget; a
+    /// controller solves again later to continue (0 when settled).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rebalance_pending: u64,
     /// Per-cluster reasons, for workloads that are not fully placed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unavailable: Vec<ClusterRejection>,

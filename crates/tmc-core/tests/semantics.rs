@@ -480,6 +480,7 @@ workloads:
     let input: PlacementInput = serde_saphyr::from_str(&w("{policy: OnRecovery, maxMovesPerRound: 2}")).unwrap();
     let round1 = solve(&input).unwrap();
     assert_eq!(render(&round1), "default/w Scheduled a=2 b=2");
+    assert_eq!(round1.placements[0].rebalance_pending, 2);
     let round2 = solve(&PlacementInput { previous: round1.placements.clone(), ..input.clone() }).unwrap();
     assert_eq!(render(&round2), "default/w Scheduled a=4");
     let round3 = solve(&PlacementInput { previous: round2.placements.clone(), ..input }).unwrap();
@@ -549,4 +550,28 @@ previous:
   - {workload: default/batch, decisions: [{cluster: a, replicas: 4}]}
 ";
     check(yaml, "default/batch Scheduled a=2 b=2\ndefault/web Scheduled a=2");
+}
+
+#[test]
+fn only_replicas_on_a_failed_cluster_move() {
+    let yaml = "
+clusters:
+  - {name: a, capacity: {cpu: '10'}}
+  - {name: b, capacity: {cpu: '10'}}
+  - {name: c, capacity: {cpu: '10'}, ready: false}
+  - {name: d, capacity: {cpu: '10'}}
+workloads:
+  - {name: web, replicas: 6, resources: {cpu: '1'}}
+  - {name: agent, replicas: 1, replicaScheduling: {type: Duplicated}}
+previous:
+  - {workload: default/web, decisions: [{cluster: a, replicas: 2}, {cluster: b, replicas: 2}, {cluster: c, replicas: 2}]}
+  - {workload: default/agent, decisions: [{cluster: a, replicas: 1}, {cluster: b, replicas: 1}, {cluster: c, replicas: 1}]}
+";
+    let plan = solve_yaml(yaml);
+    let web = &plan.placements[1];
+    let on = |cluster: &str| web.decisions.iter().find(|d| d.cluster == cluster).map_or(0, |d| d.replicas);
+    assert!(on("a") >= 2 && on("b") >= 2 && on("c") == 0, "{web:?}");
+    assert_eq!(web.placed, 6);
+    // The Duplicated agent keeps its healthy copies and extends to d.
+    assert_eq!(render(&plan).lines().next(), Some("default/agent Scheduled a=1 b=1 d=1"));
 }

@@ -192,7 +192,7 @@ const API_ISTIO: &str = "virtualservices.networking.istio.io/v1";
 const API_KAFKA: &str = "kafkas.kafka.strimzi.io/v1beta2";
 
 /// Generates a scenario; see the module docs. The same `config` always gives the same input,
-/// and the input always passes [`tmc_core::validate`].
+/// and the input always passes [`tmc_core::validate()`].
 pub fn generate(config: &GenerateConfig) -> PlacementInput {
     let clusters = generate_fleet(config.clusters, &mut Rng::new(config.seed, 1));
     let facts = FleetFacts::of(&clusters);

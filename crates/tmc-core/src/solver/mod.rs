@@ -115,12 +115,22 @@ pub fn solve_validated(input: &PlacementInput) -> Plan {
     Plan { placements, objective: certificate.objective, bound: certificate.bound, gap: certificate.gap }
 }
 
-/// Scale-up or a partly kept decision: extend it without moving what is kept; keep it as it is
-/// when the extension would have to move kept replicas.
+/// Scale-up or a partly kept decision: extend it without moving what is kept. When a change took
+/// replicas away and extending cannot place everything, but a fresh placement can place more, the
+/// kept replicas move too: moving is then required to place the workload.
 fn extend(wc: &WorkloadCtx<'_>, fleet: &Fleet<'_>, filters: &Filters<'_>, usage: &Usage, k: Kept) -> Outcome {
+    let degraded = k.degraded;
     let extended = wc.attempt(fleet, filters, usage, k.term, &k.counts);
     let grows = k.counts.iter().all(|&(c, n)| count_of(&extended.counts, c) >= n);
-    if grows { extended } else { Outcome { counts: k.counts, complete: k.complete, ..extended } }
+    let kept = if grows { extended } else { Outcome { counts: k.counts, complete: k.complete, ..extended } };
+    // What was kept can fall short of a spread's minGroups after preemption took replicas.
+    let valid = wc.spread_violation(&kept.counts).is_none();
+    // Only a decision that lost replicas to a change may move the rest; an unchanged one only grows.
+    if valid && (kept.complete || !degraded) {
+        return kept;
+    }
+    let fresh = wc.place_fresh(fleet, filters, usage);
+    if !valid || fresh.placed() > kept.placed() { fresh } else { kept }
 }
 
 /// The workloads a preemptor may displace: those after it in placement order with strictly lower
@@ -181,12 +191,14 @@ fn preempt(
             let Some(k) = kept[j].as_ref() else { continue };
             let mut n = count_of(&k.counts, c);
             let mut taken = 0;
+            // A Duplicated victim loses its whole copy on the cluster, never part of it.
+            let step = if vc.divided() { 1 } else { n.max(1) };
             while n > 0 {
-                fleet.remove(&mut trial, &[(c, 1)], &vc.demand);
+                fleet.remove(&mut trial, &[(c, step)], &vc.demand);
                 // `remove` also lowers the workload count; the victim keeps the cluster while it
                 // still has replicas there.
-                n -= 1;
-                taken += 1;
+                n -= step;
+                taken += step;
                 if n > 0 {
                     trial.workloads_on[c] += 1;
                 }
@@ -224,7 +236,7 @@ fn preempt(
             let vc = &victims.contexts[j];
             let Some(k) = kept[j].as_mut() else { continue };
             let have = count_of(&k.counts, plan.cluster);
-            let n = n.min(have);
+            let n = if vc.divided() { n.min(have) } else { have };
             fleet.remove(usage, &k.counts, &vc.demand);
             place_set(&mut k.counts, plan.cluster, have - n);
             fleet.add(usage, &k.counts, &vc.demand);
@@ -349,6 +361,7 @@ fn finish(wc: &WorkloadCtx<'_>, fleet: &Fleet<'_>, filters: &Filters<'_>, o: Out
         placed,
         affinity_group,
         message,
+        rebalance_pending: o.rebalance_pending,
         unavailable,
     }
 }

@@ -17,6 +17,8 @@ pub(crate) struct Kept {
     pub counts: Counts,
     /// Nothing left to add (Divided: all replicas; Duplicated: `numberOfClusters` reached).
     pub complete: bool,
+    /// Some previous replicas were dropped because they no longer fit or are no longer allowed.
+    pub degraded: bool,
 }
 
 /// The result of placing one workload under one affinity group.
@@ -35,6 +37,8 @@ pub(crate) struct Outcome {
     pub events: Vec<String>,
     /// True when this outcome came from several affinity groups and none was complete.
     pub fell_back: bool,
+    /// Rebalance moves left for later rounds.
+    pub rebalance_pending: u64,
 }
 
 impl Outcome {
@@ -76,8 +80,6 @@ pub(crate) struct WorkloadCtx<'a> {
     spread: Spread<'a>,
     /// Previous replicas per cluster index (clusters that no longer exist are dropped).
     pub previous: Counts,
-    /// The previous decisions named a cluster that no longer exists.
-    previous_lost: bool,
     previous_group: Option<&'a str>,
 }
 
@@ -86,11 +88,11 @@ impl<'a> WorkloadCtx<'a> {
         let terms = super::filter::affinity_terms(w);
         let filter_ids = terms.iter().map(|t| filters.find(w, *t)).collect();
         let mut previous = Counts::new();
-        let mut previous_lost = false;
         for d in prev.map(|p| p.decisions.as_slice()).unwrap_or_default() {
             match fleet.by_name.get(d.cluster.as_str()) {
                 Some(&c) => set_count(&mut previous, c, u64::from(d.replicas)),
-                None => previous_lost = true,
+                // A cluster that no longer exists holds nothing any more.
+                None => {}
             }
         }
         WorkloadCtx {
@@ -100,7 +102,6 @@ impl<'a> WorkloadCtx<'a> {
             filters: filter_ids,
             spread: Spread::new(w, fleet),
             previous,
-            previous_lost,
             previous_group: prev.and_then(|p| p.affinity_group.as_deref()),
         }
     }
@@ -151,37 +152,58 @@ impl<'a> WorkloadCtx<'a> {
         score::score(self.w, fleet, usage, &self.demand, clusters, &self.previous, |c| mask.prefer_no_schedule(c))
     }
 
-    /// Stage A: the previous decisions, if they still satisfy every hard constraint and fit;
-    /// after a scale-down, trimmed on the least preferred clusters first.
+    /// Stage A: the part of the previous decisions that is still valid: clusters that still admit
+    /// the workload and still hold its replicas (fewer where capacity shrank). What no longer fits
+    /// is placed again in stage B, so only what must move moves. After a scale-down the kept part
+    /// is trimmed on the least preferred clusters first. `None` when nothing valid remains or the
+    /// remainder breaks a spread constraint.
     pub fn keep(&self, fleet: &Fleet<'_>, filters: &Filters<'_>, usage: &Usage) -> Option<Kept> {
-        if self.previous.is_empty() || self.previous_lost {
+        if self.previous.is_empty() {
             return None;
         }
         let term = match self.previous_group {
             Some(name) => self.terms.iter().position(|t| t.and_then(|t| t.name.as_deref()) == Some(name))?,
-            None => (0..self.terms.len()).find(|&t| {
-                let mask = filters.mask(self.filters[t]);
-                self.previous.iter().all(|&(c, _)| mask.admission(c) != Admission::Closed)
-            })?,
+            // The group that admits the most previous clusters (the earliest on ties).
+            None => {
+                let admitted = |t: usize| {
+                    let mask = filters.mask(self.filters[t]);
+                    self.previous.iter().filter(|&&(c, _)| mask.admission(c) != Admission::Closed).count()
+                };
+                let best =
+                    (0..self.terms.len()).map(|t| (admitted(t), t)).max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)))?;
+                (best.0 > 0).then_some(best.1)?
+            }
         };
         let mask = filters.mask(self.filters[term]);
         let r = self.replicas();
         let rs = &self.w.replica_scheduling;
+        let max_per = rs.max_replicas_per_cluster.map_or(u64::MAX, u64::from);
+        let mut counts = Counts::new();
         for &(c, n) in &self.previous {
-            if mask.admission(c) == Admission::Closed || fleet.fit(usage, c, &self.demand).0 < n {
-                return None;
+            if mask.admission(c) == Admission::Closed {
+                continue;
             }
-            if self.divided() {
-                if rs.max_replicas_per_cluster.is_some_and(|m| n > u64::from(m))
-                    || (self.uses_static_weights() && self.static_weight(fleet, c) == 0)
-                {
-                    return None;
+            let fit = fleet.fit(usage, c, &self.demand).0;
+            let keep = if self.divided() {
+                if self.uses_static_weights() && self.static_weight(fleet, c) == 0 {
+                    0
+                } else {
+                    n.min(fit).min(max_per)
                 }
-            } else if n != r {
-                return None;
+            } else if fit >= r && (n >= r || mask.admission(c) == Admission::Open) {
+                // A Duplicated copy stays (and follows a replica change) where it still fits.
+                r
+            } else {
+                0
+            };
+            if keep > 0 {
+                counts.push((c, keep));
             }
         }
-        let mut counts = self.previous.clone();
+        if counts.is_empty() {
+            return None;
+        }
+        let degraded = counts != self.previous;
         if self.w.number_of_clusters.is_some_and(|n| counts.len() as u64 > u64::from(n)) {
             return None;
         }
@@ -189,7 +211,8 @@ impl<'a> WorkloadCtx<'a> {
             self.trim(fleet, filters, usage, term, &mut counts);
         }
         let min_per = u64::from(rs.min_replicas_per_cluster.unwrap_or(0));
-        if self.divided() && counts.iter().any(|&(_, n)| n < min_per) {
+        counts.retain(|&(_, n)| !self.divided() || n >= min_per);
+        if counts.is_empty() {
             return None;
         }
         if self.spread.violation(&counts, self.skew_value()).is_some() {
@@ -202,7 +225,7 @@ impl<'a> WorkloadCtx<'a> {
             // Duplicated without numberOfClusters means "all feasible": look for new clusters.
             self.w.number_of_clusters.is_some_and(|n| counts.len() as u64 == u64::from(n))
         };
-        Some(Kept { term, counts, complete })
+        Some(Kept { term, counts, complete, degraded })
     }
 
     /// Scale-down: removes replicas from the least preferred clusters until the request is met; a
@@ -566,6 +589,11 @@ impl<'a> WorkloadCtx<'a> {
         self.spread.violation(counts, self.skew_value())
     }
 
+    /// The spread constraint `counts` breaks, if any.
+    pub fn spread_violation(&self, counts: &[(usize, u64)]) -> Option<String> {
+        if counts.is_empty() { None } else { self.spread.violation(counts, self.skew_value()) }
+    }
+
     /// Total preference points of a decision set (for `OnRecovery`): matched preference weights
     /// times the replicas on each cluster.
     fn preference_points(&self, fleet: &Fleet<'_>, counts: &[(usize, u64)]) -> i64 {
@@ -680,6 +708,7 @@ impl<'a> WorkloadCtx<'a> {
             counts,
             complete: true,
             events: vec![format!("rebalancing: {moved} of {moves} replica moves done this round")],
+            rebalance_pending: moves - moved,
             ..Outcome::default()
         })
     }
