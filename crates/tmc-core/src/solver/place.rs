@@ -89,10 +89,9 @@ impl<'a> WorkloadCtx<'a> {
         let filter_ids = terms.iter().map(|t| filters.find(w, *t)).collect();
         let mut previous = Counts::new();
         for d in prev.map(|p| p.decisions.as_slice()).unwrap_or_default() {
-            match fleet.by_name.get(d.cluster.as_str()) {
-                Some(&c) => set_count(&mut previous, c, u64::from(d.replicas)),
-                // A cluster that no longer exists holds nothing any more.
-                None => {}
+            // A cluster that no longer exists holds nothing any more.
+            if let Some(&c) = fleet.by_name.get(d.cluster.as_str()) {
+                set_count(&mut previous, c, u64::from(d.replicas));
             }
         }
         WorkloadCtx {
