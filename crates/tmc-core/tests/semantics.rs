@@ -575,3 +575,19 @@ previous:
     // The Duplicated agent keeps its healthy copies and extends to d.
     assert_eq!(render(&plan).lines().next(), Some("default/agent Scheduled a=1 b=1 d=1"));
 }
+
+#[test]
+fn preemption_never_leaves_a_victim_below_its_minimum_per_cluster() {
+    let yaml = "
+clusters: [{name: c0, capacity: {cpu: '4'}}, {name: c1, capacity: {cpu: '4'}}]
+workloads:
+  - {name: low, replicas: 4, resources: {cpu: '1'}, replicaScheduling: {minReplicasPerCluster: 2}}
+  - {name: high, priority: 1, preemption: PreemptLowerPriority, replicas: 3, resources: {cpu: '1'}, clusterAffinity: {clusterNames: [c0]}}
+previous: [{workload: default/low, decisions: [{cluster: c0, replicas: 2}, {cluster: c1, replicas: 2}]}]
+";
+    let plan = solve_yaml(yaml);
+    let low = &plan.placements[1];
+    assert!(low.decisions.iter().all(|d| d.replicas >= 2), "{low:?}");
+    assert!(!low.message.contains("internal"), "{}", low.message);
+    assert_eq!(render(&plan).lines().next(), Some("default/high Scheduled c0=3"));
+}

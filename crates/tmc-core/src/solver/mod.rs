@@ -236,7 +236,9 @@ fn preempt(
             let vc = &victims.contexts[j];
             let Some(k) = kept[j].as_mut() else { continue };
             let have = count_of(&k.counts, plan.cluster);
-            let n = if vc.divided() { n.min(have) } else { have };
+            // Never leave a victim below its minimum on a cluster: take the rest as well.
+            let min_per = u64::from(vc.w.replica_scheduling.min_replicas_per_cluster.unwrap_or(0));
+            let n = if vc.divided() && have - n.min(have) >= min_per { n.min(have) } else { have };
             fleet.remove(usage, &k.counts, &vc.demand);
             place_set(&mut k.counts, plan.cluster, have - n);
             fleet.add(usage, &k.counts, &vc.demand);
