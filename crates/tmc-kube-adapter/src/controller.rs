@@ -60,6 +60,9 @@ pub const PLACEMENT: &str = "placement";
 /// Name of the cluster registration controller (metrics label, events).
 pub const REGISTRATION: &str = "registration";
 
+/// How soon a reconcile that found the caches not yet synced tries again.
+const CACHE_WAIT: Duration = Duration::from_millis(100);
+
 /// Errors of a reconcile or of the run loop.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -72,9 +75,6 @@ pub enum Error {
     /// A status could not be serialized.
     #[error("serializing status: {0}")]
     Serialize(#[from] serde_json::Error),
-    /// A cache was dropped before it synced (the controller is shutting down).
-    #[error("cache not synced: {0}")]
-    Cache(String),
     /// Leader election failed.
     #[error("leader election: {0}")]
     LeaderElection(String),
@@ -93,7 +93,6 @@ impl Error {
             Error::Kube(_) => "transport".into(),
             Error::Kcp(_) => "kcp".into(),
             Error::Serialize(_) => "serialize".into(),
-            Error::Cache(_) => "cache".into(),
             Error::LeaderElection(_) => "leader_election".into(),
             Error::LostLeadership => "lost_leadership".into(),
         }
@@ -141,6 +140,9 @@ pub struct Options {
     pub watch_backoff_initial: Duration,
     /// Longest delay between list or watch retries.
     pub watch_backoff_max: Duration,
+    /// After shutdown is requested, how long running reconciles may take to finish before the
+    /// controllers are dropped (also bounds shutdown while the caches never synced).
+    pub shutdown_grace: Duration,
 }
 
 impl Default for Options {
@@ -157,6 +159,7 @@ impl Default for Options {
             concurrency: 4,
             watch_backoff_initial: Duration::from_millis(800),
             watch_backoff_max: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -182,11 +185,29 @@ pub fn parse_workload_kind(s: &str) -> Option<ApiResource> {
     Some(ApiResource::from_gvk(&gvk))
 }
 
+/// A status this process wrote, with the object's uid and the resourceVersion the write returned.
 #[derive(Clone, Debug)]
-struct Written {
+struct Written<S> {
     uid: Option<String>,
     resource_version: Option<String>,
-    status: WorkloadPlacementStatus,
+    status: S,
+}
+
+impl<S: PartialEq> Written<S> {
+    /// Whether the cached object (`uid`, `resource_version`, `status`) does not show this write
+    /// yet, so the write is the newer truth. resourceVersions are opaque, but Kubernetes and kcp
+    /// use increasing integers: when both parse, a newer cached object (another writer, such as a
+    /// heartbeating agent) wins; otherwise any difference counts as not caught up.
+    fn newer_than(&self, uid: Option<String>, resource_version: Option<String>, status: Option<&S>) -> bool {
+        if uid != self.uid || status == Some(&self.status) || resource_version == self.resource_version {
+            return false;
+        }
+        let parse = |rv: &Option<String>| rv.as_deref().and_then(|v| v.parse::<u64>().ok());
+        match (parse(&resource_version), parse(&self.resource_version)) {
+            (Some(cached), Some(written)) => cached < written,
+            _ => true,
+        }
+    }
 }
 
 /// What the reconcilers of one endpoint share.
@@ -197,7 +218,8 @@ pub struct Context {
     placements: Store<WorkloadPlacement>,
     registrations: Store<ClusterRegistration>,
     objects: Vec<Store<DynamicObject>>,
-    written: Mutex<HashMap<(String, WorkloadKey), Written>>,
+    written: Mutex<HashMap<(String, WorkloadKey), Written<WorkloadPlacementStatus>>>,
+    written_registrations: Mutex<HashMap<(String, String), Written<ClusterRegistrationStatus>>>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -216,14 +238,17 @@ impl Context {
         self.locks.lock().unwrap_or_else(|e| e.into_inner()).entry(workspace.to_string()).or_default().clone()
     }
 
-    async fn synced(&self) -> Result<(), Error> {
-        let err = |e: reflector::store::WriterDropped| Error::Cache(e.to_string());
-        self.placements.wait_until_ready().await.map_err(err)?;
-        self.registrations.wait_until_ready().await.map_err(err)?;
-        for s in &self.objects {
-            s.wait_until_ready().await.map_err(err)?;
+    /// Whether every cache this controller reads has synced. Never waits: the caches are fed by
+    /// the same controller's trigger streams, so a reconcile blocked on them could starve them.
+    fn synced(&self) -> bool {
+        fn ready<K>(s: &Store<K>) -> bool
+        where
+            K: kube::runtime::reflector::Lookup + Clone + 'static,
+            K::DynamicType: Eq + std::hash::Hash + Clone,
+        {
+            s.wait_until_ready().now_or_never().is_some_and(|r| r.is_ok())
         }
-        Ok(())
+        ready(&self.placements) && ready(&self.registrations) && self.objects.iter().all(ready)
     }
 
     fn placements_of(&self, workspace: &str) -> Vec<WorkloadPlacement> {
@@ -263,13 +288,12 @@ impl Context {
             match live.get(key) {
                 // Deleted, or replaced by a new object of the same name.
                 None => false,
-                Some(p) if p.uid() != w.uid => false,
-                // The store caught up with this write (or the object changed since).
-                Some(p) if p.resource_version() == w.resource_version || p.status.as_ref() == Some(&w.status) => false,
-                Some(_) => {
+                Some(p) if w.newer_than(p.uid(), p.resource_version(), p.status.as_ref()) => {
                     out.insert(key.clone(), w.status.clone());
                     true
                 }
+                // The store caught up with this write (or moved past it).
+                Some(_) => false,
             }
         });
         out
@@ -303,7 +327,10 @@ fn requeue_after(ctx: &Context, now: i64, next: Option<i64>) -> Action {
 #[tracing::instrument(skip_all, fields(workspace = %workspace_of(&wp.metadata), placement = %wp.name_any()))]
 async fn reconcile_placement(wp: Arc<WorkloadPlacement>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.metrics.reconciles.get_or_create(&labels(PLACEMENT)).inc();
-    ctx.synced().await?;
+    if !ctx.synced() {
+        // Planning from a partial cache could evict; wait for the caches.
+        return Ok(Action::requeue(CACHE_WAIT));
+    }
     let ws = workspace_of(&wp.metadata);
     let lock = ctx.lock_for(&ws);
     let _guard = lock.lock().await;
@@ -376,13 +403,11 @@ async fn reconcile_placement(wp: Arc<WorkloadPlacement>, ctx: Arc<Context>) -> R
     let unschedulable = plan
         .statuses
         .iter()
-        .filter(|s| !matches!(s.status.phase, PlacementPhase::Scheduled | PlacementPhase::Pending))
-        .count()
-        + plan
-            .statuses
-            .iter()
-            .filter(|s| s.status.condition(mapping::SCHEDULED).is_some_and(|c| c.reason == "InvalidPolicy"))
-            .count();
+        .filter(|s| {
+            matches!(s.status.phase, PlacementPhase::PartiallyScheduled | PlacementPhase::Unschedulable)
+                || s.status.condition(mapping::SCHEDULED).is_some_and(|c| c.reason == "InvalidPolicy")
+        })
+        .count();
     let wl = WorkspaceLabels { workspace: ws.clone() };
     ctx.metrics.decisions.get_or_create(&wl).set(i64::try_from(decisions).unwrap_or(i64::MAX));
     ctx.metrics.unschedulable.get_or_create(&wl).set(i64::try_from(unschedulable).unwrap_or(i64::MAX));
@@ -404,13 +429,27 @@ fn condition(type_: &str, ok: bool, reason: &str, message: String, generation: O
 #[tracing::instrument(skip_all, fields(workspace = %workspace_of(&reg.metadata), cluster = %reg.name_any()))]
 async fn reconcile_registration(reg: Arc<ClusterRegistration>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.metrics.reconciles.get_or_create(&labels(REGISTRATION)).inc();
-    ctx.synced().await?;
+    if !ctx.synced() {
+        return Ok(Action::requeue(CACHE_WAIT));
+    }
     let reg = kcp::restore(reg.as_ref());
     let ws = workspace_of(&reg.metadata);
     let name = reg.name_any();
     let now = now_seconds();
     let client = ctx.clients.for_workspace(&ws)?;
-    let old = reg.status.clone().unwrap_or_default();
+    // The status this process last wrote, while the cache does not show it yet.
+    let old = {
+        let mut written = ctx.written_registrations.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (ws.clone(), name.clone());
+        match written.get(&key) {
+            Some(w) if w.newer_than(reg.uid(), reg.resource_version(), reg.status.as_ref()) => w.status.clone(),
+            Some(_) => {
+                written.remove(&key);
+                reg.status.clone().unwrap_or_default()
+            }
+            None => reg.status.clone().unwrap_or_default(),
+        }
+    };
     let generation = reg.metadata.generation;
 
     // Discovery: with a kubeconfig Secret, the controller probes the cluster itself; a successful
@@ -526,9 +565,32 @@ async fn reconcile_registration(reg: Arc<ClusterRegistration>, ctx: Arc<Context>
         let api: Api<ClusterRegistration> = Api::all(client);
         let params = PatchParams::apply(&ctx.options.field_manager).force();
         match api.patch_status(&name, &params, &Patch::Apply(&patch)).await {
-            Ok(_) => {
+            Ok(written) => {
+                ctx.written_registrations.lock().unwrap_or_else(|e| e.into_inner()).insert(
+                    (ws.clone(), name.clone()),
+                    Written {
+                        uid: written.uid(),
+                        resource_version: written.resource_version(),
+                        status: written.status.clone().unwrap_or_default(),
+                    },
+                );
                 ctx.metrics.status_writes.get_or_create(&labels(REGISTRATION)).inc();
                 tracing::info!(ready = ?status.condition("Ready").map(|c| &c.status), "status written");
+                let was = old.condition("Ready").map(|c| c.status.as_str());
+                if let Some(now_ready) = status.condition("Ready")
+                    && was != Some(now_ready.status.as_str())
+                {
+                    let ready = now_ready.status == "True";
+                    let event = Event {
+                        type_: if ready { EventType::Normal } else { EventType::Warning },
+                        reason: if ready { "Ready".into() } else { "NotReady".into() },
+                        note: Some(now_ready.message.chars().take(1000).collect()),
+                        action: "Observe".into(),
+                        secondary: None,
+                    };
+                    let client = ctx.clients.for_workspace(&ws)?;
+                    publish(&ctx, client, &reg.object_ref(&()), event).await;
+                }
             }
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => return Err(e.into()),
@@ -652,6 +714,7 @@ async fn run_endpoint(
         registrations: r_store.clone(),
         objects: object_stores.clone(),
         written: Mutex::default(),
+        written_registrations: Mutex::default(),
         locks: Mutex::default(),
     });
 
@@ -679,6 +742,7 @@ async fn run_endpoint(
         registrations: r2_store.clone(),
         objects: Vec::new(),
         written: Mutex::default(),
+        written_registrations: Mutex::default(),
         locks: Mutex::default(),
     });
 
@@ -702,6 +766,13 @@ async fn run_endpoint(
         }
     };
     let config = ControllerRunConfig::default().concurrency(options.concurrency);
+    let forced = {
+        let (stop, grace) = (stop.clone(), options.shutdown_grace);
+        async move {
+            stop.await;
+            tokio::time::sleep(grace).await;
+        }
+    };
     let placement = placement
         .trigger_backoff(watch_backoff(&options))
         .with_config(config.clone())
@@ -722,7 +793,11 @@ async fn run_endpoint(
                 tracing::debug!(error = %e, "registration controller");
             }
         });
-    tokio::join!(placement, registration, ready);
+    // kube-runtime's graceful shutdown waits for the caches to sync first; bound it.
+    tokio::select! {
+        _ = async { tokio::join!(placement, registration, ready) } => {}
+        _ = forced => tracing::warn!("controllers did not stop within the shutdown grace period; dropping them"),
+    }
 }
 
 async fn run_controllers(
@@ -810,4 +885,30 @@ pub async fn run(
         Err(_) => tracing::warn!("timed out releasing the leader lease"),
     }
     if lost_leadership { Err(Error::LostLeadership) } else { Ok(()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_stays_the_truth_until_the_cache_shows_it_or_something_newer() {
+        let w = Written { uid: Some("u".into()), resource_version: Some("10".into()), status: 2 };
+        let s = |v: &str| Some(v.to_string());
+        assert!(w.newer_than(s("u"), s("9"), Some(&1)), "cache older than the write");
+        assert!(!w.newer_than(s("u"), s("10"), Some(&1)), "cache at the write");
+        assert!(!w.newer_than(s("u"), s("11"), Some(&3)), "someone wrote after us");
+        assert!(!w.newer_than(s("u"), s("9"), Some(&2)), "cache already shows it");
+        assert!(!w.newer_than(s("other"), s("9"), Some(&1)), "a new object of the same name");
+        assert!(w.newer_than(s("u"), s("opaque"), Some(&1)), "opaque versions: any difference");
+    }
+
+    #[test]
+    fn workload_kinds_parse_as_group_version_kind() {
+        let d = parse_workload_kind("apps/v1/Deployment").unwrap();
+        assert_eq!((d.group.as_str(), d.version.as_str(), d.plural.as_str()), ("apps", "v1", "deployments"));
+        assert_eq!(parse_workload_kind("v1/ReplicationController").unwrap().group, "");
+        assert!(parse_workload_kind("Deployment").is_none());
+        assert!(parse_workload_kind("apps//Deployment").is_none());
+    }
 }

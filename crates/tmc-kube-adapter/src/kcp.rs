@@ -204,6 +204,20 @@ mod tests {
     use crate::crd::{ClusterRegistration, ClusterRegistrationSpec};
     use kube::Resource;
 
+    #[tokio::test]
+    async fn workspace_urls_are_derived_from_the_base() {
+        let config = kube::Config::new("http://kcp.example:6443/".parse().unwrap());
+        let one = Clients::workspace(&config, "root:org:ws").unwrap();
+        assert_eq!(one.endpoint(), "http://kcp.example:6443/clusters/root:org:ws");
+        assert!(!one.is_wildcard());
+        let vw = kube::Config::new("https://shard/services/apiexport/root:tmc/tmc.kcp.io".parse().unwrap());
+        let all = Clients::wildcard(&vw).unwrap();
+        assert!(all.is_wildcard());
+        assert!(all.for_workspace("root:a").is_ok());
+        assert!(all.for_workspace("").is_err(), "objects without kcp.io/cluster cannot be written");
+        assert!(all.for_workspace("*").is_err());
+    }
+
     #[test]
     fn demux_keeps_workspaces_apart_and_restore_undoes_it() {
         let mut a = ClusterRegistration::new("east", ClusterRegistrationSpec::default());

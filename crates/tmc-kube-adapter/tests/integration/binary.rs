@@ -40,7 +40,7 @@ async fn http_get(addr: &str, path: &str) -> Result<(u16, String), String> {
     Ok((code, buf))
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_places_serves_metrics_and_shuts_down_on_sigterm() {
     let server = ApiServer::start().await;
     let c = client(&server.url());
@@ -68,18 +68,40 @@ async fn the_binary_places_serves_metrics_and_shuts_down_on_sigterm() {
         .args(["run", "--metrics-addr", &addr, "--no-leader-election", "--heartbeat-threshold", "10m"])
         .args(["--workload-kinds", "apps/v1/Deployment"])
         .env("KUBECONFIG", &kubeconfig)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", std::env::var("TMC_TEST_LOG").unwrap_or_else(|_| "warn".into()))
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(if std::env::var("TMC_TEST_LOG").is_ok() { Stdio::inherit() } else { Stdio::piped() })
         .kill_on_drop(true)
         .spawn()
         .expect("spawn tmc-controller");
 
-    eventually("web scheduled by the binary", || async {
-        let s = placement_status(&c, "shop", "web").await?;
-        (s.phase == PlacementPhase::Scheduled).then_some(()).ok_or(format!("{s:?}"))
-    })
-    .await;
+    // Drain stderr as it comes (an unread pipe would block the child once full).
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    if let Some(mut e) = child.stderr.take() {
+        let sink = stderr.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = e.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap_or_else(|p| p.into_inner()).push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+    }
+    let logs = || stderr.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            panic!("tmc-controller exited early ({status:?}): {}", logs());
+        }
+        let s = placement_status(&c, "shop", "web").await;
+        if s.as_ref().is_ok_and(|s| s.phase == PlacementPhase::Scheduled) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "web not scheduled by the binary: {s:?}\n{}", logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (code, _) = eventually("/healthz", || http_get(&addr, "/healthz")).await;
     assert_eq!(code, 200);
     eventually("/readyz ok", || async {
@@ -94,7 +116,8 @@ async fn the_binary_places_serves_metrics_and_shuts_down_on_sigterm() {
     }
 
     let pid = child.id().expect("pid").to_string();
-    let killed = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    // The shell's builtin kill: no procps needed on the CI machine.
+    let killed = std::process::Command::new("sh").args(["-c", &format!("kill -TERM {pid}")]).status().expect("kill");
     assert!(killed.success());
     let status =
         tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("exits after SIGTERM").expect("wait");

@@ -30,7 +30,7 @@ async fn create_deployment(client: &kube::Client, d: serde_json::Value) {
     api.create(&PostParams::default(), &obj).await.expect("create deployment");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decisions_appear_in_status_and_follow_scaling_and_label_changes() {
     let server = ApiServer::start().await;
     let c = client(&server.url());
@@ -146,7 +146,7 @@ fn registration_status(r: &ClusterRegistration) -> tmc_kube_adapter::crd::Cluste
     r.status.clone().unwrap_or_default()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_cluster_loses_replicas_after_the_toleration_and_gets_them_back_per_rebalance_policy() {
     let server = ApiServer::start().await;
     let c = client(&server.url());
@@ -168,6 +168,9 @@ async fn a_dead_cluster_loses_replicas_after_the_toleration_and_gets_them_back_p
         &[placement("shop", "web", policy("OnRecovery")), placement("shop", "pinned", policy("Never"))],
     )
     .await;
+    for r in ["primary", "backup"] {
+        heartbeat(&c, r).await.expect("heartbeat");
+    }
     let primary_beats = Heartbeats::start(c.clone(), &["primary"]);
     let _backup_beats = Heartbeats::start(c.clone(), &["backup"]);
     let mut o = options();
@@ -218,10 +221,19 @@ async fn a_dead_cluster_loses_replicas_after_the_toleration_and_gets_them_back_p
     .await;
     let pinned = placement_status(&c, "shop", "pinned").await.expect("status");
     assert_eq!(decisions(&pinned), on("backup"), "rebalance Never keeps replicas where they are");
+    // The registration's readiness changes are Events too.
+    let reasons: Vec<String> = server
+        .objects("", "events.k8s.io", "events")
+        .iter()
+        .filter(|e| e.pointer("/regarding/kind").and_then(|v| v.as_str()) == Some("ClusterRegistration"))
+        .filter(|e| e.pointer("/regarding/name").and_then(|v| v.as_str()) == Some("primary"))
+        .filter_map(|e| e.get("reason").and_then(|v| v.as_str()).map(str::to_string))
+        .collect();
+    assert_eq!(reasons, ["Ready", "NotReady", "Ready"]);
     running.stop().await.expect("clean shutdown");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conflicts_server_errors_and_dropped_watches_still_converge_with_nothing_lost_or_duplicated() {
     let server = ApiServer::start().await;
     let c = client(&server.url());
@@ -313,7 +325,7 @@ async fn conflicts_server_errors_and_dropped_watches_still_converge_with_nothing
     running.stop().await.expect("clean shutdown");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_elect_one_writer_and_fail_over() {
     let server = ApiServer::start().await;
     let c = client(&server.url());
@@ -360,7 +372,7 @@ async fn two_replicas_elect_one_writer_and_fail_over() {
     follower.stop().await.expect("clean shutdown");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kcp_wildcard_watch_keeps_workspaces_apart() {
     let server = ApiServer::start().await;
     let ca = client(&format!("{}/clusters/root:a", server.url()));
@@ -412,7 +424,7 @@ async fn a_kcp_wildcard_watch_keeps_workspaces_apart() {
     running.stop().await.expect("clean shutdown");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kubeconfig_secret_makes_the_controller_probe_the_physical_cluster() {
     use k8s_openapi::{
         ByteString,
@@ -480,7 +492,7 @@ async fn a_kubeconfig_secret_makes_the_controller_probe_the_physical_cluster() {
     running.stop().await.expect("clean shutdown");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cordon_stops_new_replicas_and_drain_moves_placed_ones() {
     let server = ApiServer::start().await;
     let c = client(&server.url());
@@ -547,7 +559,7 @@ async fn cordon_stops_new_replicas_and_drain_moves_placed_ones() {
     running.stop().await.expect("clean shutdown");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoint_urls_come_from_the_apiexport_endpoint_slice() {
     let server = ApiServer::start().await;
     let c = client(&format!("{}/clusters/root:tmc", server.url()));
@@ -578,4 +590,17 @@ async fn endpoint_urls_come_from_the_apiexport_endpoint_slice() {
         ]
     );
     assert!(tmc_kube_adapter::kcp::endpoint_slice_urls(&c, "missing").await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_is_bounded_when_the_api_server_is_unreachable() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let c = client(&format!("http://127.0.0.1:{port}"));
+    let mut o = options();
+    o.shutdown_grace = std::time::Duration::from_millis(500);
+    let running = start(vec![tmc_kube_adapter::kcp::Clients::single(c.clone())], c, o);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    running.stop().await.expect("clean shutdown");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "took {:?}", started.elapsed());
 }

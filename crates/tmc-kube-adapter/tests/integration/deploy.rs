@@ -133,7 +133,7 @@ fn allowed(rules: &Value, verb: &str, group: &str, resource: &str) -> bool {
         .any(|r| has(&r["apiGroups"], group) && has(&r["resources"], resource) && has(&r["verbs"], verb))
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rbac_allows_every_request_the_controller_makes() {
     let rbac = docs("rbac.yaml");
     let cluster_role = rbac.iter().find(|d| d["kind"] == "ClusterRole").expect("ClusterRole")["rules"].clone();
