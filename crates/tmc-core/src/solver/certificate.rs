@@ -115,8 +115,8 @@ pub(crate) fn certify(
     let mut prices = vec![0.0f64; free.len()];
     let mut best = f64::INFINITY;
     let pairs: usize = relaxed.iter().map(|w| w.cands.len()).sum::<usize>().max(1);
-    // Bounded work: about 2e7 pair evaluations in total, between 3 and 60 rounds.
-    let rounds = (20_000_000 / pairs).clamp(3, 60);
+    // Bounded work: about 4e6 pair evaluations in total, between 3 and 40 rounds.
+    let rounds = (4_000_000 / pairs).clamp(3, 40);
     let mut load = vec![0.0f64; free.len()];
     let mut scratch: Vec<(f64, usize, f64)> = Vec::new();
     for _ in 0..rounds {
