@@ -604,3 +604,65 @@ async fn shutdown_is_bounded_when_the_api_server_is_unreachable() {
     running.stop().await.expect("clean shutdown");
     assert!(started.elapsed() < std::time::Duration::from_secs(10), "took {:?}", started.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_cluster_or_a_deleted_placement_lets_pending_replicas_in() {
+    let server = ApiServer::start().await;
+    let c = client(&server.url());
+    let spec = json!({"replicas": 4, "resources": {"cpu": "1"}});
+    create_all(
+        &c,
+        &[registration("small", json!({}), 4, json!({}))],
+        &[placement("shop", "first", spec.clone()), placement("shop", "second", spec)],
+    )
+    .await;
+    heartbeat(&c, "small").await.expect("heartbeat");
+    let beats = Heartbeats::start(c.clone(), &["small"]);
+    let running = start_plain(&server, options());
+    let phase_of = |name: &'static str| {
+        let c = c.clone();
+        async move { placement_status(&c, "shop", name).await.map(|s| s.phase) }
+    };
+    eventually("one placed, one unschedulable", || async {
+        let (a, b) = (phase_of("first").await?, phase_of("second").await?);
+        let mut phases = [a, b];
+        phases.sort_by_key(|p| format!("{p:?}"));
+        (phases == [PlacementPhase::Scheduled, PlacementPhase::Unschedulable])
+            .then_some(())
+            .ok_or(format!("{phases:?}"))
+    })
+    .await;
+    let waiting =
+        if phase_of("first").await.expect("first") == PlacementPhase::Unschedulable { "first" } else { "second" };
+    let placed = if waiting == "first" { "second" } else { "first" };
+    let s = placement_status(&c, "shop", waiting).await.expect("status");
+    let message = &s.condition("Scheduled").expect("condition").message;
+    assert!(message.starts_with("0/1 clusters are available"), "{message}");
+
+    // The placed one is deleted: its capacity goes to the waiting one.
+    Api::<tmc_kube_adapter::crd::WorkloadPlacement>::namespaced(c.clone(), "shop")
+        .delete(placed, &Default::default())
+        .await
+        .expect("delete");
+    eventually("the waiting placement gets the freed capacity", || async {
+        (phase_of(waiting).await? == PlacementPhase::Scheduled).then_some(()).ok_or("still waiting".to_string())
+    })
+    .await;
+
+    // A new cluster registers: a new placement that did not fit now does.
+    create_all(&c, &[], &[placement("shop", "third", json!({"replicas": 3, "resources": {"cpu": "1"}}))]).await;
+    eventually("third waits", || async {
+        (phase_of("third").await? == PlacementPhase::Unschedulable).then_some(()).ok_or("not yet".to_string())
+    })
+    .await;
+    create_all(&c, &[registration("big", json!({}), 8, json!({}))], &[]).await;
+    drop(beats);
+    let _beats = Heartbeats::start(c.clone(), &["small", "big"]);
+    let third = eventually("third placed on the new cluster", || async {
+        let s = placement_status(&c, "shop", "third").await?;
+        (s.phase == PlacementPhase::Scheduled).then_some(s.clone()).ok_or(format!("{s:?}"))
+    })
+    .await;
+    assert_eq!(decisions(&third), [("big".to_string(), 3)]);
+    running.stop().await.expect("clean shutdown");
+}
