@@ -60,6 +60,9 @@ pub const PLACEMENT: &str = "placement";
 /// Name of the cluster registration controller (metrics label, events).
 pub const REGISTRATION: &str = "registration";
 
+/// At most this many workloads are listed in a ClusterRegistration's `status.placements`.
+pub const MAX_LISTED_PLACEMENTS: usize = 200;
+
 /// How soon a reconcile that found the caches not yet synced tries again.
 const CACHE_WAIT: Duration = Duration::from_millis(100);
 
@@ -547,6 +550,8 @@ async fn reconcile_registration(reg: Arc<ClusterRegistration>, ctx: Arc<Context>
     }
     status.placements.sort_by(|a, b| a.workload.cmp(&b.workload));
     status.placed_replicas = status.placements.iter().map(|p| u64::from(p.replicas)).sum();
+    // Keep the object small on clusters that hold very many workloads; the total stays exact.
+    status.placements.truncate(MAX_LISTED_PLACEMENTS);
     status.observed_generation = generation;
 
     if status != old {

@@ -159,7 +159,7 @@ pub struct ClusterRegistrationStatus {
     /// Taints the controller added (not-ready, draining), with the time they appeared.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub automatic_taints: Vec<Taint>,
-    /// The workloads tmc placed here.
+    /// The workloads tmc placed here, by name (at most 200 listed; `placedReplicas` counts all).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub placements: Vec<PlacedWorkload>,
     /// Total replicas tmc placed here.
