@@ -169,7 +169,7 @@ jsonpath_is workloadplacement/web '{.status.conditions[?(@.type=="Scheduled")].s
   || fail "Scheduled condition is not True"
 kubectl get workloadplacement web -n shop
 wait_for "a Scheduled event" 30 sh -c \
-  "kubectl get events.events.k8s.io -n shop --field-selector reason=Scheduled -o name | grep -q ."
+  "kubectl get events -n shop --field-selector reason=Scheduled -o name | grep -q ."
 
 log "scaling the Deployment (an autoscaler would): the placement re-divides"
 kubectl scale deployment web -n shop --replicas=5
@@ -183,7 +183,7 @@ jsonpath_is workloadplacement/web '{.status.decisions[*].cluster}' remote -n sho
   || fail "replicas left remote before their tolerationSeconds ran out"
 wait_for "web moved to local" 90 jsonpath_is workloadplacement/web '{.status.decisions[*].cluster}' local -n shop
 wait_for "a Rescheduled event" 30 sh -c \
-  "kubectl get events.events.k8s.io -n shop --field-selector reason=Rescheduled -o name | grep -q ."
+  "kubectl get events -n shop --field-selector reason=Rescheduled -o name | grep -q ."
 
 log "metrics and leader election"
 metrics=$(kubectl get --raw "/api/v1/namespaces/$NS/services/tmc-controller-metrics:http/proxy/metrics")

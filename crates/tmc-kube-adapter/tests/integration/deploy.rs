@@ -49,6 +49,15 @@ fn of_kind<T: serde::de::DeserializeOwned>(objs: &[Value], kind: &str) -> Vec<T>
 #[test]
 fn examples_are_valid_against_the_crds_and_plan_as_documented() {
     let objs = examples();
+    // `kubectl apply -f deploy/examples/` goes file by file in name order: namespaces first.
+    let mut namespaces = std::collections::BTreeSet::new();
+    for o in &objs {
+        if o["kind"] == "Namespace" {
+            namespaces.insert(o["metadata"]["name"].as_str().unwrap_or_default().to_string());
+        } else if let Some(ns) = o["metadata"]["namespace"].as_str() {
+            assert!(namespaces.contains(ns), "{} {} precedes its namespace", o["kind"], o["metadata"]["name"]);
+        }
+    }
     for o in &objs {
         let kind = o["kind"].as_str().unwrap_or_default();
         if let Some(schema) = crdgen::schema_of(kind) {
