@@ -42,7 +42,7 @@ pub use resources::ResourceList;
 pub use selector::{
     AffinityMismatch, ClusterAffinity, LabelSelector, LabelSelectorRequirement, LocationSelector, SelectorOperator,
 };
-pub use solver::{solve, solve_validated};
+pub use solver::{cluster_scores, solve, solve_validated};
 pub use taint::{Taint, TaintEffect, Toleration, TolerationOperator};
 pub use validate::{ValidationError, ValidationErrors, validate};
 pub use workload::{

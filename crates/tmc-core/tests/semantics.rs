@@ -591,3 +591,22 @@ previous: [{workload: default/low, decisions: [{cluster: c0, replicas: 2}, {clus
     assert!(!low.message.contains("internal"), "{}", low.message);
     assert_eq!(render(&plan).lines().next(), Some("default/high Scheduled c0=3"));
 }
+
+#[test]
+fn cluster_scores_rank_the_clusters_the_workload_may_use() {
+    let yaml = "
+clusters:
+  - {name: a, labels: {tier: gold}, capacity: {cpu: '10'}}
+  - {name: b, capacity: {cpu: '10'}}
+  - {name: c, labels: {tier: none}, capacity: {cpu: '10'}, unschedulable: true}
+workloads:
+  - {name: w, replicas: 1, resources: {cpu: '1'}, prioritizers: [{name: Cost, weight: 1}], preferences: [{weight: 40, labelSelector: {matchLabels: {tier: gold}}}], clusterAffinity: {exclude: [c]}}
+";
+    let input: PlacementInput = serde_saphyr::from_str(yaml).unwrap();
+    let plan = solve(&input).unwrap();
+    let key = tmc_core::WorkloadKey::new("default", "w");
+    let scores = tmc_core::cluster_scores(&input, &plan, &key).unwrap();
+    // No costs: Cost gives 0 everywhere, so only the preference separates a and b; c is excluded.
+    assert_eq!(scores, vec![("a".to_string(), 40), ("b".to_string(), 0)]);
+    assert!(tmc_core::cluster_scores(&input, &plan, &tmc_core::WorkloadKey::new("x", "y")).is_none());
+}

@@ -56,6 +56,10 @@ pub struct ClusterVerdict {
     /// plan; absent when nothing it requests is limited.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub room: Option<u64>,
+    /// How the solver scores the cluster for this workload today (higher is preferred); absent
+    /// where the workload's affinity does not admit the cluster.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub score: Option<i64>,
     /// `chosen`, `feasible` (passes every filter, not chosen) or `rejected`.
     pub verdict: String,
     /// The solver's reasons, as phrases.
@@ -148,6 +152,8 @@ pub fn explain(input: &PlacementInput, key: &WorkloadKey) -> Result<Explanation,
         return Err(ExplainError::UnknownWorkload { key: key.clone(), known: Vec::new() });
     };
     let reasons = reasons_by_cluster(input, w, p);
+    let scores: BTreeMap<String, i64> =
+        tmc_core::cluster_scores(input, &plan, key).unwrap_or_default().into_iter().collect();
     let used = metrics::usage(input, &plan);
     let placed_on = metrics::counts(p);
     let mut clusters: Vec<&Cluster> = input.clusters.iter().collect();
@@ -175,6 +181,7 @@ pub fn explain(input: &PlacementInput, key: &WorkloadKey) -> Result<Explanation,
                 cluster: c.name.clone(),
                 replicas,
                 room: room(c, w, &used),
+                score: scores.get(&c.name).copied(),
                 verdict: verdict.to_string(),
                 reasons: phrases,
             }
@@ -887,7 +894,10 @@ pub fn table(e: &Explanation) -> String {
         if e.message.is_empty() { String::new() } else { format!("\n  {}", e.message) }
     );
     out.push('\n');
-    let mut t = crate::summary::Table::new(&["CLUSTER", "REPLICAS", "ROOM", "VERDICT"], &[false, true, true, false]);
+    let mut t = crate::summary::Table::new(
+        &["CLUSTER", "REPLICAS", "ROOM", "SCORE", "VERDICT"],
+        &[false, true, true, true, false],
+    );
     for c in &e.clusters {
         let verdict =
             if c.reasons.is_empty() { c.verdict.clone() } else { format!("{}: {}", c.verdict, c.reasons.join("; ")) };
@@ -895,12 +905,15 @@ pub fn table(e: &Explanation) -> String {
             c.cluster.clone(),
             if c.replicas > 0 { c.replicas.to_string() } else { "-".to_string() },
             c.room.map_or_else(|| "any".to_string(), |r| r.to_string()),
+            c.score.map_or_else(|| "-".to_string(), |s| s.to_string()),
             verdict,
         ]);
     }
     t.render(&mut out);
     out.push_str(
-        "\nROOM: more replicas of this workload that fit in the cluster's free capacity after the whole plan.\n",
+        "\nROOM: more replicas of this workload that fit in the cluster's free capacity after the whole plan.\n\
+         SCORE: how the solver ranks the cluster for this workload today (preferences, prioritizers,\n\
+         PreferNoSchedule taints; higher is preferred; - where its affinity does not admit the cluster).\n",
     );
     if e.phase == Phase::Scheduled {
         out.push_str("\nFully placed: nothing to relax.\n");

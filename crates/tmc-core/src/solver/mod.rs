@@ -115,6 +115,40 @@ pub fn solve_validated(input: &PlacementInput) -> Plan {
     Plan { placements, objective: certificate.objective, bound: certificate.bound, gap: certificate.gap }
 }
 
+/// The score each cluster that admits the workload `key` gets, as the solver ranks clusters for
+/// it, against the capacity the rest of `plan` uses (its own replicas left out) and with `plan`'s
+/// decisions as the previous ones. Higher is preferred. Clusters the workload's affinity group
+/// (the one in `plan`, else the first) does not admit are left out. `None` when `key` is not a
+/// workload of `input`.
+///
+/// For tools that explain a placement; the solver itself computes scores on the fly.
+pub fn cluster_scores(input: &PlacementInput, plan: &Plan, key: &crate::WorkloadKey) -> Option<Vec<(String, i64)>> {
+    let w = input.workloads.iter().find(|w| w.key() == *key)?;
+    let fleet = Fleet::compile(input);
+    let by_key: BTreeMap<_, _> = input.workloads.iter().map(|w| (w.key(), w)).collect();
+    let order = vec![w];
+    let filters = Filters::compile(&order, &fleet.clusters, input.now);
+    let own = plan.get(key);
+    let wc = WorkloadCtx::new(w, &fleet, &filters, own);
+    let mut usage = fleet.empty_usage();
+    for p in plan.placements.iter().filter(|p| p.workload != *key) {
+        let Some(other) = by_key.get(&p.workload) else { continue };
+        let counts: Counts = p
+            .decisions
+            .iter()
+            .filter_map(|d| fleet.by_name.get(d.cluster.as_str()).map(|&c| (c, u64::from(d.replicas))))
+            .collect();
+        fleet.add(&mut usage, &counts, &fleet.demand(other));
+    }
+    let term = own
+        .and_then(|p| p.affinity_group.as_deref())
+        .and_then(|g| wc.terms.iter().position(|t| t.and_then(|t| t.name.as_deref()) == Some(g)))
+        .unwrap_or(0);
+    let clusters: Vec<usize> = filters.mask(wc.filters[term]).admitted().collect();
+    let scores = wc.scores(&fleet, &filters, &usage, term, &clusters);
+    Some(clusters.into_iter().zip(scores).map(|(c, s)| (fleet.clusters[c].name.clone(), s)).collect())
+}
+
 /// Scale-up or a partly kept decision: extend it without moving what is kept. When a change took
 /// replicas away and extending cannot place everything, but a fresh placement can place more, the
 /// kept replicas move too: moving is then required to place the workload.
@@ -124,7 +158,9 @@ fn extend(wc: &WorkloadCtx<'_>, fleet: &Fleet<'_>, filters: &Filters<'_>, usage:
     let grows = k.counts.iter().all(|&(c, n)| count_of(&extended.counts, c) >= n);
     let kept = if grows { extended } else { Outcome { counts: k.counts, complete: k.complete, ..extended } };
     // What was kept can fall short of a spread's minGroups after preemption took replicas.
-    let valid = wc.spread_violation(&kept.counts).is_none();
+    let r = wc.replicas();
+    let valid =
+        wc.spread_violation(&kept.counts).is_none() && (wc.divided() || kept.counts.iter().all(|&(_, n)| n == r));
     // Only a decision that lost replicas to a change may move the rest; an unchanged one only grows.
     if valid && (kept.complete || !degraded) {
         return kept;

@@ -139,7 +139,7 @@ impl<'a> WorkloadCtx<'a> {
     }
 
     /// Scores `clusters` for this workload under `term`, given `usage`.
-    fn scores(
+    pub fn scores(
         &self,
         fleet: &Fleet<'_>,
         filters: &Filters<'_>,
@@ -189,9 +189,11 @@ impl<'a> WorkloadCtx<'a> {
                 } else {
                     n.min(fit).min(max_per)
                 }
-            } else if fit >= r && (n >= r || mask.admission(c) == Admission::Open) {
-                // A Duplicated copy stays (and follows a replica change) where it still fits.
-                r
+            } else if fit >= n.min(r) {
+                // A Duplicated copy keeps its current footprint (shrunk on a scale-down); growing
+                // it after a scale-up waits for stage B, so it never displaces other workloads'
+                // kept replicas.
+                n.min(r)
             } else {
                 0
             };
@@ -223,6 +225,7 @@ impl<'a> WorkloadCtx<'a> {
         } else {
             // Duplicated without numberOfClusters means "all feasible": look for new clusters.
             self.w.number_of_clusters.is_some_and(|n| counts.len() as u64 == u64::from(n))
+                && counts.iter().all(|&(_, n)| n == r)
         };
         Some(Kept { term, counts, complete, degraded })
     }
