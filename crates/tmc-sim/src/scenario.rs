@@ -143,25 +143,45 @@ pub fn parse_scenario(text: &str) -> Result<PlacementInput, ParseError> {
     parse_sim_scenario(text).map(|s| s.input())
 }
 
+/// serde-saphyr's options with its size limits (parser events, nodes, scalar bytes) raised to a
+/// small multiple of the length of `text`, so that large fleets load (`tmc-sim generate` writes
+/// scenarios of any size; the default 250,000 nodes stop below 3,000 generated workloads on 100
+/// clusters). These limits stay linear in the input, so nothing is amplified; what can amplify a
+/// document, aliases and anchors, keeps the default limits, as do nesting depth and the number of
+/// documents.
+fn yaml_options(text: &str) -> serde_saphyr::Options {
+    // Every node and event takes at least one byte of input, except a tag's display form, which
+    // may be a few times longer than its shorthand (`!!str`).
+    let scaled = text.len().saturating_mul(4);
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_events = budget.max_events.max(scaled);
+    budget.max_nodes = budget.max_nodes.max(scaled);
+    budget.max_total_scalar_bytes = budget.max_total_scalar_bytes.max(scaled);
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options
+}
+
 /// Parses a whole scenario, timeline included, without semantic validation.
 pub fn parse_sim_scenario(text: &str) -> Result<Scenario, ParseError> {
-    match serde_saphyr::from_str::<Scenario>(text) {
+    match serde_saphyr::from_str_with_options::<Scenario>(text, yaml_options(text)) {
         Ok(scenario) => Ok(scenario),
         Err(yaml_err) => {
             let line_column = yaml_err.location().map(|l| (l.line(), l.column()));
             // Re-read through a generic tree to learn the field path; its message is usually
             // clearer too ("invalid value: integer `-1`, expected u32").
-            let (path, message) = match serde_saphyr::from_str::<serde_json::Value>(text) {
-                Ok(tree) => match serde_path_to_error::deserialize::<_, Scenario>(tree) {
-                    Err(e) => {
-                        let path = e.path().to_string();
-                        let path = (path != ".").then_some(path);
-                        (path, e.into_inner().to_string())
-                    }
-                    Ok(_) => (None, first_line(&yaml_err.to_string())),
-                },
-                Err(_) => (None, first_line(&yaml_err.to_string())),
-            };
+            let (path, message) =
+                match serde_saphyr::from_str_with_options::<serde_json::Value>(text, yaml_options(text)) {
+                    Ok(tree) => match serde_path_to_error::deserialize::<_, Scenario>(tree) {
+                        Err(e) => {
+                            let path = e.path().to_string();
+                            let path = (path != ".").then_some(path);
+                            (path, e.into_inner().to_string())
+                        }
+                        Ok(_) => (None, first_line(&yaml_err.to_string())),
+                    },
+                    Err(_) => (None, first_line(&yaml_err.to_string())),
+                };
             Err(ParseError { path, line_column, message })
         }
     }
@@ -244,6 +264,28 @@ mod tests {
             shown.contains(&"workloads[0].spreadConstraints[0]: maxGroups 1 < minGroups 2".to_string()),
             "{shown:?}"
         );
+    }
+
+    #[test]
+    fn large_scenarios_load_and_aliases_keep_their_limits() {
+        // 300,004 nodes: over serde-saphyr's default budget of 250,000.
+        let text = format!("clusters:\n- name: a\n  capabilities: [{}x]\n", "x, ".repeat(300_000));
+        let input = parse_scenario(&text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(input.clusters[0].capabilities.len(), 300_001);
+
+        // What could amplify a small document keeps serde-saphyr's limits.
+        let (defaults, budget) = (serde_saphyr::Budget::default(), yaml_options(&text).budget.expect("a budget"));
+        assert!(budget.max_nodes >= 300_004 && budget.max_nodes <= 4 * text.len(), "linear in the input");
+        assert_eq!(budget.max_aliases, defaults.max_aliases);
+        assert_eq!(budget.max_anchors, defaults.max_anchors);
+        assert_eq!(budget.max_recorded_anchor_events, defaults.max_recorded_anchor_events);
+        assert_eq!(budget.max_recorded_anchor_bytes, defaults.max_recorded_anchor_bytes);
+        assert_eq!(budget.max_depth, defaults.max_depth);
+        assert_eq!(budget.max_documents, defaults.max_documents);
+        assert_eq!(budget.max_merge_keys, defaults.max_merge_keys);
+        assert!(budget.enforce_alias_anchor_ratio);
+        let small = yaml_options("clusters: []\n").budget.expect("a budget");
+        assert_eq!((small.max_nodes, small.max_events), (defaults.max_nodes, defaults.max_events), "never lower");
     }
 
     #[test]
