@@ -36,6 +36,8 @@ use tmc_core::{
     ResourceList, SelectorOperator, SpreadConstraint, Taint, TaintEffect, Toleration, TolerationOperator, Workload,
 };
 
+use crate::Scenario;
+
 /// The GPU resource name used by generated clusters and workloads.
 pub const GPU: &str = "nvidia.com/gpu";
 
@@ -66,6 +68,16 @@ pub struct GenerateConfig {
     pub seed: u64,
     /// Demand relative to free capacity.
     pub contention: Contention,
+}
+
+impl Contention {
+    /// The lowercase name used on the command line (`low`, `high`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Contention::Low => "low",
+            Contention::High => "high",
+        }
+    }
 }
 
 impl Default for GenerateConfig {
@@ -207,6 +219,31 @@ pub fn generate(config: &GenerateConfig) -> PlacementInput {
         finish_replica_bounds(w, &mut rng);
     }
     PlacementInput { clusters, workloads, ..PlacementInput::default() }
+}
+
+/// The scenario file `tmc-sim generate` writes for `config`: a comment line with the command that
+/// reproduces it, then a [`Scenario`] with a `name`, the clusters and the workloads of
+/// [`generate`], as YAML through serde-saphyr.
+///
+/// The same `config` always gives the same bytes, and the text loads back with
+/// [`crate::load_scenario`] into exactly the input [`generate`] returns.
+pub fn scenario_yaml(config: &GenerateConfig) -> Result<String, serde_saphyr::SerializeError> {
+    let GenerateConfig { clusters, workloads, seed, contention } = config;
+    let input = generate(config);
+    let scenario = Scenario {
+        name: Some(format!(
+            "synthetic: {clusters} clusters, {workloads} workloads, seed {seed}, {} contention",
+            contention.name()
+        )),
+        clusters: input.clusters,
+        workloads: input.workloads,
+        ..Scenario::default()
+    };
+    let body = serde_saphyr::to_string(&scenario)?;
+    Ok(format!(
+        "# tmc-sim generate --clusters {clusters} --workloads {workloads} --seed {seed} --contention {}\n{body}",
+        contention.name()
+    ))
 }
 
 /// Total demand for `resource` over the free amount of it (capacity minus allocated) on the
@@ -982,6 +1019,21 @@ mod tests {
         assert!(cs.iter().any(|c| c.capacity.contains_key(GPU)));
         let providers: BTreeSet<_> = cs.iter().filter_map(|c| c.location.provider.as_deref()).collect();
         assert!(providers.len() >= 3);
+    }
+
+    #[test]
+    fn scenario_yaml_loads_back_into_the_generated_input() {
+        for (clusters, workloads, seed, contention) in
+            [(1, 0, 0, Contention::Low), (12, 60, 3, Contention::High), (40, 300, u64::MAX, Contention::Low)]
+        {
+            let cfg = config(clusters, workloads, seed, contention);
+            let yaml = scenario_yaml(&cfg).expect("serializes");
+            assert!(yaml.starts_with(&format!("# tmc-sim generate --clusters {clusters} ")), "{yaml}");
+            assert_eq!(yaml, scenario_yaml(&cfg).expect("serializes"), "same bytes");
+            let loaded = crate::load_sim_scenario(&yaml).unwrap_or_else(|e| panic!("{cfg:?}: {e}"));
+            assert!(loaded.name.as_deref().is_some_and(|n| n.contains(&format!("seed {seed}"))));
+            assert_eq!(loaded.input(), generate(&cfg), "{cfg:?}: the YAML is the generated input");
+        }
     }
 
     #[test]

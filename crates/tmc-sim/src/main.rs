@@ -3,22 +3,24 @@
 //!
 //! Exit codes: 0 on success (whatever the phases), 2 on bad input (unreadable file, invalid
 //! YAML, validation errors, unknown workload, bad flags), 1 on an internal error (including a
-//! report that cannot be written).
+//! report or generated scenario that cannot be written).
 
 use std::{
-    io::IsTerminal as _,
+    io::{IsTerminal as _, Write as _},
     path::{Path, PathBuf},
     process::ExitCode,
     time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum, builder::RangedU64ValueParser};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tmc_core::solve_validated;
 use tmc_sim::{
-    DEFAULT_SCENARIO, Scenario, SimError, diff, explain, load_sim_scenario,
-    render::{Format, render},
+    DEFAULT_SCENARIO, Scenario, SimError, diff, explain,
+    generate::{Contention, GenerateConfig, scenario_yaml},
+    load_sim_scenario,
+    render::{Format, Timing, render_timed},
     report::render_report,
     simulate,
     summary::{RunFormat, render_run},
@@ -40,6 +42,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Place the workloads of a scenario (its initial state) and print the decisions.
+    ///
+    /// JSON and YAML: top-level `objective` (replicas placed, weighted by priority), `bound` (an
+    /// upper bound on the objective of any plan for the scenario), `gap` (`(bound - objective) /
+    /// bound`), `placements`, and `timing.solveMs`: wall-clock milliseconds spent in the solver
+    /// (reading, validating and printing the scenario excluded). The table ends with the same as a
+    /// footer line. Everything but the timing is the same for the same scenario.
     Place {
         /// Scenario YAML with `clusters`, `workloads` and optionally `previous` (a `timeline` is
         /// checked but not run).
@@ -72,6 +80,32 @@ enum Command {
         #[arg(long, value_enum, default_value_t = RunOutput::Table)]
         format: RunOutput,
     },
+    /// Write a synthetic scenario: a realistic fleet and workloads of any size, as YAML.
+    ///
+    /// The same flags always give the same bytes. The scenario uses every placement feature
+    /// (selectors, taints, spread, division, fallbacks, priorities, GPUs); the replica counts are
+    /// scaled so that total cpu demand is about 30-50 % (`low`) or 90-120 % (`high`) of the free
+    /// cpu of the schedulable clusters. `tmc-sim place`, `run`, `explain` and `diff` read it.
+    Generate {
+        /// Number of clusters (1 to 100000).
+        #[arg(long, value_name = "N", allow_negative_numbers = true,
+              value_parser = RangedU64ValueParser::<usize>::new().range(1..=MAX_CLUSTERS))]
+        clusters: usize,
+        /// Number of workloads (0 to 1000000).
+        #[arg(long, value_name = "M", allow_negative_numbers = true,
+              value_parser = RangedU64ValueParser::<usize>::new().range(0..=MAX_WORKLOADS))]
+        workloads: usize,
+        /// Seed of the pseudo-random generator (0 to 18446744073709551615).
+        #[arg(long, value_name = "S", allow_negative_numbers = true)]
+        seed: u64,
+        /// Demand relative to the fleet's free capacity.
+        #[arg(long, value_enum, default_value_t = ContentionArg::Low)]
+        contention: ContentionArg,
+        /// Write the scenario to FILE instead of stdout. The file is replaced only once the whole
+        /// scenario is written (through a temporary file in the same directory).
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Compare the decisions of two scenarios and the moves the change would cause.
     Diff {
         /// The scenario before the change.
@@ -92,6 +126,28 @@ enum OutputFormat {
     Table,
     Json,
     Yaml,
+}
+
+/// Largest `--clusters` of `generate`.
+const MAX_CLUSTERS: u64 = 100_000;
+/// Largest `--workloads` of `generate`.
+const MAX_WORKLOADS: u64 = 1_000_000;
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ContentionArg {
+    /// Total demand about 30-50 % of the free capacity: nearly everything fits.
+    Low,
+    /// Total demand about 90-120 % of the free capacity: priorities and fallbacks matter.
+    High,
+}
+
+impl From<ContentionArg> for Contention {
+    fn from(c: ContentionArg) -> Self {
+        match c {
+            ContentionArg::Low => Contention::Low,
+            ContentionArg::High => Contention::High,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -165,9 +221,21 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Some(Command::Place { scenario, format }) => {
             let input = load(&scenario)?.input();
+            let started = Instant::now();
             let plan = solve_validated(&input);
-            print!("{}", render(&plan, format.into()).map_err(internal)?);
+            let timing = Timing::new(started.elapsed());
+            print!("{}", render_timed(&plan, timing, format.into()).map_err(internal)?);
             Ok(())
+        }
+        Some(Command::Generate { clusters, workloads, seed, contention, output }) => {
+            let config = GenerateConfig { clusters, workloads, seed, contention: contention.into() };
+            let yaml = scenario_yaml(&config).context("cannot write the scenario as YAML").map_err(internal)?;
+            match output {
+                Some(path) => write_atomically(&path, yaml.as_bytes())
+                    .with_context(|| format!("cannot write {}", path.display()))
+                    .map_err(internal),
+                None => write_stdout(yaml.as_bytes()),
+            }
         }
         Some(Command::Run { scenario, format, report }) => {
             let scenario = match scenario {
@@ -207,6 +275,35 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
+    }
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`, so `path` is
+/// either left as it was or holds all of `bytes`. The temporary file is removed on failure.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path.file_name().ok_or_else(|| std::io::Error::other("not a file name"))?;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let written = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// Writes `bytes` to stdout; a reader that stops early (`| head`) is not an error.
+fn write_stdout(bytes: &[u8]) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(internal(anyhow::Error::new(e).context("cannot write to stdout")))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -1,7 +1,8 @@
 //! Output formats for a plan: an aligned table for people, JSON and YAML for machines.
 
-use std::fmt::Write as _;
+use std::{fmt::Write as _, time::Duration};
 
+use serde::Serialize;
 use tmc_core::{Phase, Plan, ReplicaSchedulingType};
 
 /// How to print a plan.
@@ -33,6 +34,79 @@ pub fn render(plan: &Plan, format: Format) -> Result<String, RenderError> {
         Format::Yaml => serde_saphyr::to_string(plan)?,
         Format::Table => table(plan),
     })
+}
+
+/// How long producing a plan took, printed by `tmc-sim place` next to the plan. Wall-clock time,
+/// so it varies from run to run, unlike the plan.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Timing {
+    /// Milliseconds spent in the solver (`tmc_core::solve_validated`), with microsecond
+    /// resolution; reading, validating and printing the scenario are not included.
+    pub solve_ms: f64,
+}
+
+impl Timing {
+    /// The timing of a solve that took `solve`.
+    pub fn new(solve: Duration) -> Self {
+        // Whole microseconds over 1000 print as a short decimal (`12.345`).
+        Timing { solve_ms: solve.as_micros() as f64 / 1_000.0 }
+    }
+}
+
+/// The document `tmc-sim place` prints as JSON or YAML: the plan's fields, then `timing`.
+#[derive(Serialize)]
+struct TimedPlan<'a> {
+    #[serde(flatten)]
+    plan: &'a Plan,
+    timing: Timing,
+}
+
+/// Renders `plan` as [`render`] does, plus how long it took: JSON and YAML get a top-level
+/// `timing` object (`{"solveMs": 12.345}`) after the plan's fields, the table a footer line with
+/// the objective, bound, gap and solve time. Only `timing` and the footer's time vary between
+/// runs.
+pub fn render_timed(plan: &Plan, timing: Timing, format: Format) -> Result<String, RenderError> {
+    let doc = TimedPlan { plan, timing };
+    Ok(match format {
+        Format::Json => serde_json::to_string_pretty(&doc)? + "\n",
+        Format::Yaml => serde_saphyr::to_string(&doc)?,
+        Format::Table => {
+            let mut out = table(plan);
+            let _ = writeln!(
+                out,
+                "objective {} · bound {} · gap {} · solved in {}",
+                number(plan.objective),
+                number(plan.bound),
+                percent(plan.gap),
+                milliseconds(timing.solve_ms)
+            );
+            out
+        }
+    })
+}
+
+/// At most two decimals, without trailing zeros: `2888`, `2895.99`, `3.5`.
+fn number(x: f64) -> String {
+    let s = format!("{x:.2}");
+    match s.split_once('.') {
+        Some((int, frac)) => match frac.trim_end_matches('0') {
+            "" => int.to_string(),
+            frac => format!("{int}.{frac}"),
+        },
+        None => s,
+    }
+}
+
+/// A fraction as a percentage with two decimals; a positive gap too small to show is `<0.01%`.
+fn percent(fraction: f64) -> String {
+    let p = fraction * 100.0;
+    if p > 0.0 && p < 0.005 { "<0.01%".to_string() } else { format!("{p:.2}%") }
+}
+
+/// `12.3 ms`, or three decimals under a millisecond (`0.042 ms`).
+fn milliseconds(ms: f64) -> String {
+    if ms < 1.0 { format!("{ms:.3} ms") } else { format!("{ms:.1} ms") }
 }
 
 fn table(plan: &Plan) -> String {
@@ -90,4 +164,42 @@ fn table(plan: &Plan) -> String {
         count(Phase::Unschedulable)
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn footer_numbers() {
+        assert_eq!(number(2888.0), "2888");
+        assert_eq!(number(2895.993087828782), "2895.99");
+        assert_eq!(number(3.5), "3.5");
+        assert_eq!(number(0.0), "0");
+        assert_eq!(percent(0.0027600507274603177), "0.28%");
+        assert_eq!(percent(0.00003396331306962681), "<0.01%");
+        assert_eq!(percent(0.0), "0.00%");
+        assert_eq!(milliseconds(12.345), "12.3 ms");
+        assert_eq!(milliseconds(0.042), "0.042 ms");
+        assert_eq!(Timing::new(Duration::from_nanos(12_345_678)).solve_ms, 12.345);
+    }
+
+    #[test]
+    fn timed_documents_are_the_plan_plus_timing() {
+        let plan = Plan { objective: 3.0, bound: 4.0, gap: 0.25, placements: Vec::new() };
+        let timing = Timing::new(Duration::from_micros(1_500));
+        let json = render_timed(&plan, timing, Format::Json).expect("renders");
+        let untimed = render(&plan, Format::Json).expect("renders");
+        assert_eq!(
+            json,
+            untimed.replacen("[]\n}", "[],\n  \"timing\": {\n    \"solveMs\": 1.5\n  }\n}", 1),
+            "the plan's bytes, then timing"
+        );
+        let yaml = render_timed(&plan, timing, Format::Yaml).expect("renders");
+        let from_yaml: serde_json::Value = serde_saphyr::from_str(&yaml).expect("reads");
+        let from_json: serde_json::Value = serde_json::from_str(&json).expect("reads");
+        assert_eq!(from_yaml, from_json);
+        let table = render_timed(&plan, timing, Format::Table).expect("renders");
+        assert!(table.ends_with("\nobjective 3 · bound 4 · gap 25.00% · solved in 1.5 ms\n"), "{table}");
+    }
 }

@@ -1,5 +1,10 @@
-//! End-to-end tests of the `tmc-sim` binary: output formats, the embedded default scenario, and
-//! exit code 2 with a message naming the offending field for every kind of bad input.
+//! End-to-end tests of the `tmc-sim` binary: output formats, the embedded default scenario,
+//! `generate`, and exit code 2 with a message naming the offending field or flag for every kind of
+//! bad input.
+//!
+//! `place` reports its solve time, which varies between runs: tests that compare its output
+//! bytes take the timing out first ([`strip_json_timing`], [`strip_table_timing`]) and check it
+//! separately.
 
 use std::{
     path::{Path, PathBuf},
@@ -8,6 +13,7 @@ use std::{
 };
 
 use serde_json::Value;
+use tmc_sim::generate::{GenerateConfig, demand_ratio, generate};
 
 fn tmc_sim(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tmc-sim")).args(args).output().expect("tmc-sim runs")
@@ -49,6 +55,32 @@ impl Drop for TempScenario {
     }
 }
 
+/// `place --format json` output without its `timing` member (the last one), so the rest can be
+/// compared byte for byte; panics when there is no timing to strip.
+fn strip_json_timing(json: &str) -> String {
+    let start = json.find(",\n  \"timing\": {\n    \"solveMs\": ").expect("a timing member");
+    let end = start + json[start..].find("\n  }").expect("the end of timing") + "\n  }".len();
+    assert_eq!(&json[end..], "\n}\n", "timing is the last member");
+    format!("{}{}", &json[..start], &json[end..])
+}
+
+/// `place` table output with the time in its footer replaced by `T`; panics without a footer.
+fn strip_table_timing(table: &str) -> String {
+    let start = table.rfind(" · solved in ").expect("a footer with the solve time");
+    assert!(table.ends_with(" ms\n"), "{table}");
+    format!("{} · solved in T\n", &table[..start])
+}
+
+/// Removes and returns `timing.solveMs`, checking it is a finite non-negative number.
+fn take_solve_ms(doc: &mut Value) -> f64 {
+    let timing = doc.as_object_mut().and_then(|o| o.remove("timing")).expect("a top-level timing object");
+    let keys: Vec<&String> = timing.as_object().expect("timing is an object").keys().collect();
+    assert_eq!(keys, ["solveMs"], "{timing}");
+    let ms = timing["solveMs"].as_f64().expect("solveMs is a number");
+    assert!(ms.is_finite() && ms >= 0.0, "solveMs {ms}");
+    ms
+}
+
 /// Checks the shape shared by the JSON and YAML documents.
 fn assert_plan_document(doc: &Value) {
     let placements = doc["placements"].as_array().expect("top-level placements array");
@@ -73,7 +105,8 @@ fn assert_plan_document(doc: &Value) {
 fn json_output_is_a_plan_document() {
     let o = tmc_sim(&["place", &example("gpu-training"), "--format", "json"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let doc: Value = serde_json::from_str(&stdout(&o)).expect("valid JSON");
+    let mut doc: Value = serde_json::from_str(&stdout(&o)).expect("valid JSON");
+    take_solve_ms(&mut doc);
     assert_plan_document(&doc);
     let pretrain = doc["placements"]
         .as_array()
@@ -88,8 +121,10 @@ fn yaml_output_is_the_same_document() {
     let json = tmc_sim(&["place", &example("regulated-workloads"), "--format", "json"]);
     let yaml = tmc_sim(&["place", &example("regulated-workloads"), "--format", "yaml"]);
     assert_eq!(yaml.status.code(), Some(0), "{}", stderr(&yaml));
-    let from_yaml: Value = serde_saphyr::from_str(&stdout(&yaml)).expect("valid YAML");
-    let from_json: Value = serde_json::from_str(&stdout(&json)).expect("valid JSON");
+    let mut from_yaml: Value = serde_saphyr::from_str(&stdout(&yaml)).expect("valid YAML");
+    let mut from_json: Value = serde_json::from_str(&stdout(&json)).expect("valid JSON");
+    take_solve_ms(&mut from_yaml);
+    take_solve_ms(&mut from_json);
     assert_plan_document(&from_yaml);
     assert_eq!(from_yaml, from_json, "YAML and JSON carry the same plan");
 }
@@ -104,10 +139,16 @@ fn table_output_has_header_rows_explanations_and_summary() {
     assert_eq!(header, ["WORKLOAD", "PHASE", "REPLICAS", "DECISIONS"]);
     assert!(out.contains("shop/cart") && out.contains("use1-a=2"), "{out}");
     assert!(out.contains("\n    no cluster affinity group could hold all replicas"), "explanation indented: {out}");
-    assert!(out.ends_with("6 workloads: 5 Scheduled, 1 PartiallyScheduled, 0 Unschedulable\n"), "{out}");
+    let out = strip_table_timing(&out);
+    assert!(
+        out.ends_with(
+            "6 workloads: 5 Scheduled, 1 PartiallyScheduled, 0 Unschedulable\nobjective 1362 · bound 1388 · gap 1.87% · solved in T\n"
+        ),
+        "{out}"
+    );
     // Table is the default format.
     let default = tmc_sim(&["place", &example("failover-fallback")]);
-    assert_eq!(stdout(&default), out);
+    assert_eq!(strip_table_timing(&stdout(&default)), out);
 }
 
 /// A fresh directory under the temp dir, removed when dropped.
@@ -211,7 +252,7 @@ fn place_still_places_the_start_of_a_timeline_scenario() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/scenarios/multi-region-webshop/expected.json"),
     )
     .expect("expected.json");
-    assert_eq!(stdout(&o), expected);
+    assert_eq!(strip_json_timing(&stdout(&o)), expected);
 }
 
 #[test]
@@ -410,10 +451,164 @@ fn bad_flags_exit_2() {
 fn help_and_version_exit_0() {
     let o = tmc_sim(&["--help"]);
     assert_eq!(o.status.code(), Some(0));
-    for command in ["place", "run", "explain", "diff"] {
+    for command in ["place", "run", "explain", "diff", "generate"] {
         assert!(stdout(&o).contains(command), "{command}: {}", stdout(&o));
     }
     let o = tmc_sim(&["--version"]);
     assert_eq!(o.status.code(), Some(0));
     assert!(stdout(&o).starts_with("tmc-sim "), "{}", stdout(&o));
+}
+
+/// Objective, bound and gap as `place` prints them equal the core solver's for the same scenario,
+/// and the solve time is there, in every format.
+#[test]
+fn place_reports_the_certificate_and_the_solve_time() {
+    for name in ["gpu-training", "failover-fallback"] {
+        let text = std::fs::read_to_string(example(name)).expect("scenario");
+        let input = tmc_sim::load_scenario(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let plan = tmc_core::solve(&input).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(plan.objective > 0.0 && plan.bound >= plan.objective, "{name}: a non-trivial certificate");
+
+        let json = tmc_sim(&["place", &example(name), "--format", "json"]);
+        assert_eq!(json.status.code(), Some(0), "{}", stderr(&json));
+        let yaml = tmc_sim(&["place", &example(name), "--format", "yaml"]);
+        assert_eq!(yaml.status.code(), Some(0), "{}", stderr(&yaml));
+        let docs = [
+            serde_json::from_str::<Value>(&stdout(&json)).expect("valid JSON"),
+            serde_saphyr::from_str::<Value>(&stdout(&yaml)).expect("valid YAML"),
+        ];
+        for mut doc in docs {
+            take_solve_ms(&mut doc);
+            // serde_json's default float parsing may be off by an ulp.
+            for (key, want) in [("objective", plan.objective), ("bound", plan.bound), ("gap", plan.gap)] {
+                let got = doc[key].as_f64().unwrap_or_else(|| panic!("{name}: top-level {key}: {doc}"));
+                assert!((got - want).abs() <= want.abs() * 1e-12, "{name}: {key} {got}, solve says {want}");
+            }
+            assert_eq!(doc["placements"].as_array().map(Vec::len), Some(plan.placements.len()));
+        }
+
+        let table = tmc_sim(&["place", &example(name)]);
+        assert_eq!(table.status.code(), Some(0), "{}", stderr(&table));
+        let out = stdout(&table);
+        let footer = out.lines().last().expect("a footer");
+        let time = footer.rsplit_once(" · solved in ").and_then(|(_, t)| t.strip_suffix(" ms")).expect("the time");
+        assert!(time.parse::<f64>().is_ok_and(|ms| ms >= 0.0), "{footer}");
+        assert!(footer.starts_with(&format!("objective {} · bound ", plan.objective)), "{footer}");
+    }
+}
+
+#[test]
+fn place_help_documents_the_output_fields() {
+    let o = tmc_sim(&["place", "--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    for needle in ["objective", "bound", "gap", "timing.solveMs", "milliseconds"] {
+        assert!(stdout(&o).contains(needle), "{needle}: {}", stdout(&o));
+    }
+}
+
+/// Runs `tmc-sim generate` with `args` and returns its stdout, asserting success.
+fn generated(args: &[&str]) -> String {
+    let o = tmc_sim(&[&["generate"], args].concat());
+    assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+    assert!(stderr(&o).is_empty(), "{args:?}: {}", stderr(&o));
+    stdout(&o)
+}
+
+#[test]
+fn generate_is_deterministic_and_seeded() {
+    let args = ["--clusters", "20", "--workloads", "60", "--seed", "7"];
+    let a = generated(&args);
+    assert!(a.starts_with("# tmc-sim generate --clusters 20 --workloads 60 --seed 7 --contention low\n"), "{a}");
+    assert_eq!(a, generated(&args), "same seed, same bytes");
+    assert_eq!(a, generated(&[&args[..], &["--contention", "low"]].concat()), "low is the default");
+    let b = generated(&["--clusters", "20", "--workloads", "60", "--seed", "8"]);
+    assert_ne!(a, b, "another seed, another scenario");
+    // What it writes is exactly the library's generator output.
+    let input = tmc_sim::load_scenario(&a).unwrap_or_else(|e| panic!("{e}"));
+    let config = GenerateConfig { clusters: 20, workloads: 60, seed: 7, ..GenerateConfig::default() };
+    assert_eq!(input, generate(&config));
+}
+
+#[test]
+fn generate_contention_raises_the_demand() {
+    let ratio = |contention: &str| {
+        let yaml = generated(&["--clusters", "30", "--workloads", "150", "--seed", "3", "--contention", contention]);
+        let input = tmc_sim::load_scenario(&yaml).unwrap_or_else(|e| panic!("{contention}: {e}"));
+        demand_ratio(&input, "cpu").expect("free cpu")
+    };
+    let (low, high) = (ratio("low"), ratio("high"));
+    assert!(high > low, "high {high} <= low {low}");
+    assert!(low < 0.6 && high > 0.8, "low {low}, high {high}");
+}
+
+#[test]
+fn generate_output_writes_a_file_that_place_solves() {
+    let dir = TempDir::new("generate");
+    let path = dir.0.join("fleet.yaml");
+    let shown = path.to_string_lossy().into_owned();
+    let args = ["--clusters", "25", "--workloads", "80", "--seed", "11", "--contention", "high"];
+    let o = tmc_sim(&[&["generate"], &args[..], &["--output", &shown]].concat());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).is_empty(), "nothing on stdout with --output: {}", stdout(&o));
+    let written = std::fs::read_to_string(&path).expect("--output writes the file");
+    assert_eq!(written, generated(&args), "the same bytes as on stdout");
+    let entries: Vec<_> = std::fs::read_dir(&dir.0).expect("list").map(|e| e.expect("entry").file_name()).collect();
+    assert_eq!(entries, ["fleet.yaml"], "no temporary file left behind");
+
+    let o = tmc_sim(&["place", &shown, "--format", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let mut doc: Value = serde_json::from_str(&stdout(&o)).expect("valid JSON");
+    take_solve_ms(&mut doc);
+    let placements = doc["placements"].as_array().expect("placements");
+    assert_eq!(placements.len(), 80);
+    assert!(placements.iter().any(|p| p["phase"] == "Scheduled"), "something is placed");
+    let gap = doc["gap"].as_f64().expect("gap");
+    assert!((0.0..=1.0).contains(&gap), "gap {gap}");
+
+    // An existing file is replaced; a failed write leaves no file and exits 1.
+    let o = tmc_sim(&["generate", "--clusters", "2", "--workloads", "3", "--seed", "1", "-o", &shown]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(std::fs::read_to_string(&path).expect("file").contains("--clusters 2 --workloads 3"));
+    let missing = dir.0.join("no-such-dir/fleet.yaml");
+    let shown = missing.to_string_lossy().into_owned();
+    let o = tmc_sim(&["generate", "--clusters", "2", "--workloads", "3", "--seed", "1", "--output", &shown]);
+    assert_eq!(o.status.code(), Some(1), "an unwritable output is not the flags' fault");
+    assert!(stderr(&o).contains(&format!("cannot write {shown}")), "{}", stderr(&o));
+    assert!(!missing.exists());
+}
+
+#[test]
+fn generate_bad_flags_exit_2_naming_the_flag() {
+    let base = ["--clusters", "5", "--workloads", "10", "--seed", "1"];
+    let with = |flag: &str, value: &str| -> Vec<String> {
+        let mut args: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+        let i = args.iter().position(|a| a == flag).map_or(args.len(), |i| {
+            args.drain(i..i + 2);
+            i
+        });
+        args.splice(i..i, [flag.to_string(), value.to_string()]);
+        args
+    };
+    let cases: Vec<(Vec<String>, &[&str])> = vec![
+        (with("--clusters", "0"), &["invalid value '0' for '--clusters <N>'", "1..=100000"]),
+        (with("--clusters", "-3"), &["invalid value '-3' for '--clusters <N>'"]),
+        (with("--clusters", "many"), &["invalid value 'many' for '--clusters <N>'"]),
+        (with("--clusters", "100001"), &["invalid value '100001' for '--clusters <N>'"]),
+        (with("--workloads", "-1"), &["invalid value '-1' for '--workloads <M>'"]),
+        (with("--workloads", "2.5"), &["invalid value '2.5' for '--workloads <M>'"]),
+        (with("--seed", "-1"), &["invalid value '-1' for '--seed <S>'"]),
+        (with("--seed", "x"), &["invalid value 'x' for '--seed <S>'"]),
+        (with("--seed", "18446744073709551616"), &["invalid value '18446744073709551616' for '--seed <S>'"]),
+        (with("--contention", "medium"), &["invalid value 'medium' for '--contention", "low, high"]),
+        (base[..4].iter().map(|s| s.to_string()).collect(), &["required", "--seed <S>"]),
+        (with("--frobnicate", "1"), &["unexpected argument '--frobnicate'"]),
+    ];
+    for (args, needles) in cases {
+        let o = tmc_sim(&[&["generate"], &args.iter().map(String::as_str).collect::<Vec<_>>()[..]].concat());
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stdout(&o).is_empty(), "{args:?}: nothing on stdout");
+        for needle in needles {
+            assert!(stderr(&o).contains(needle), "{args:?}: {needle:?} not in {}", stderr(&o));
+        }
+    }
 }
