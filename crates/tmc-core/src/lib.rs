@@ -42,9 +42,15 @@ pub use resources::ResourceList;
 pub use selector::{
     AffinityMismatch, ClusterAffinity, LabelSelector, LabelSelectorRequirement, LocationSelector, SelectorOperator,
 };
-pub use solver::{cluster_scores, solve, solve_validated};
+#[cfg(feature = "exact")]
+pub use solver::exact::{ExactError, ExactOptions, ExactSolver, solve_exact};
+pub use solver::{
+    cluster_scores,
+    placer::{Placer, Update},
+    solve, solve_validated,
+};
 pub use taint::{Taint, TaintEffect, Toleration, TolerationOperator};
-pub use validate::{ValidationError, ValidationErrors, validate};
+pub use validate::{ValidationError, ValidationErrors, validate, validate_workload};
 pub use workload::{
     ClusterWeight, Division, Preemption, Preference, Prioritizer, PrioritizerName, Rebalance, RebalancePolicy,
     ReplicaScheduling, ReplicaSchedulingType, SpreadConstraint, Workload, WorkloadKey,

@@ -125,6 +125,14 @@ pub fn validate(input: &PlacementInput) -> Result<(), ValidationErrors> {
     if r.0.is_empty() { Ok(()) } else { Err(ValidationErrors(r.0)) }
 }
 
+/// Checks one workload on its own (everything [`validate`] checks of a workload except that its
+/// key is unique); paths start at `workload`.
+pub fn validate_workload(w: &Workload) -> Result<(), ValidationErrors> {
+    let mut r = Report::default();
+    check_workload(&mut r, "workload", w);
+    if r.0.is_empty() { Ok(()) } else { Err(ValidationErrors(r.0)) }
+}
+
 fn check_name(r: &mut Report, path: &str, name: &str) {
     if name.trim().is_empty() {
         r.err(path, "must not be empty");

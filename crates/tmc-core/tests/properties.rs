@@ -675,3 +675,211 @@ proptest! {
         check_invariants(&again, &replan)?;
     }
 }
+
+// ---------- exact mode ----------
+
+/// Small instances the MILP solves in milliseconds.
+fn small_input() -> impl Strategy<Value = PlacementInput> {
+    (1usize..6, 1usize..6).prop_flat_map(|(nc, nw)| {
+        let clusters: Vec<_> = (0..nc).map(cluster).collect();
+        let workloads: Vec<_> = (0..nw).map(|i| workload(i, nc)).collect();
+        (clusters, workloads).prop_map(|(clusters, workloads)| PlacementInput {
+            clusters,
+            workloads,
+            previous: vec![],
+            now: None,
+        })
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// The exact plan obeys every hard constraint, is optimal (so at least the fast plan's
+    /// objective and at most the fast plan's bound) and deterministic.
+    #[test]
+    fn exact_plans_are_feasible_and_optimal(input in small_input()) {
+        prop_assume!(valid(&input));
+        let fast = solve(&input).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let exact = tmc_core::solve_exact(&input, &tmc_core::ExactOptions::default())
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        check_invariants(&input, &exact)?;
+        let tol = 1e-6 * exact.objective.max(1.0);
+        prop_assert!(exact.objective + tol >= fast.objective, "exact {} < fast {}", exact.objective, fast.objective);
+        prop_assert!(exact.objective <= fast.bound + tol, "exact {} above the fast bound {}", exact.objective, fast.bound);
+        prop_assert!(exact.gap.abs() <= 1e-6, "exact gap {}", exact.gap);
+        let again = tmc_core::solve_exact(&input, &tmc_core::ExactOptions::default())
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(exact, again);
+    }
+}
+
+// ---------- the incremental placer ----------
+
+/// One change to the placer's state.
+#[derive(Clone, Debug)]
+enum Change {
+    /// Scale workload `i % len` to this many replicas and give it this priority.
+    Scale(usize, u32, i32),
+    /// Add this workload (renamed so it is new).
+    Add(Box<Workload>),
+    /// Remove workload `i % len`.
+    Remove(usize),
+    /// Cordon or uncordon cluster `i % len`.
+    Cordon(usize, bool),
+    /// Remove cluster `i % len`.
+    RemoveCluster(usize),
+}
+
+fn change(n_clusters: usize) -> impl Strategy<Value = Change> {
+    prop_oneof![
+        4 => (any::<usize>(), 0u32..13, -2i32..3).prop_map(|(i, r, p)| Change::Scale(i, r, p)),
+        3 => (100usize..200).prop_flat_map(move |i| workload(i, n_clusters)).prop_map(|w| Change::Add(Box::new(w))),
+        2 => any::<usize>().prop_map(Change::Remove),
+        1 => (any::<usize>(), any::<bool>()).prop_map(|(i, c)| Change::Cordon(i, c)),
+        1 => any::<usize>().prop_map(Change::RemoveCluster),
+    ]
+}
+
+/// Strips the constraints that leave workloads unplaced (affinity, APIs, capabilities, spread,
+/// taints), so most states are settled and changes take the incremental path.
+fn simplify(w: &mut Workload) {
+    w.cluster_affinity = None;
+    w.cluster_affinities.clear();
+    w.required_apis.clear();
+    w.required_capabilities.clear();
+    w.spread_constraints.clear();
+    if w.replica_scheduling.kind == ReplicaSchedulingType::Duplicated && w.number_of_clusters.is_none() {
+        w.number_of_clusters = Some(1);
+    }
+}
+
+/// A fleet, workloads that do not rebalance, and a list of changes. Half the cases have room to
+/// spare and simple workloads, so most of their changes take the incremental path.
+fn placer_case() -> impl Strategy<Value = (PlacementInput, Vec<Change>)> {
+    (1usize..9, 1usize..7, any::<bool>()).prop_flat_map(|(nc, nw, roomy)| {
+        let clusters: Vec<_> = (0..nc).map(cluster).collect();
+        let workloads: Vec<_> = (0..nw).map(|i| workload(i, nc)).collect();
+        let changes = proptest::collection::vec(change(nc), 1..8);
+        (clusters, workloads, changes).prop_map(move |(mut clusters, mut workloads, changes)| {
+            for w in &mut workloads {
+                w.rebalance.policy = RebalancePolicy::Never;
+            }
+            if roomy {
+                for c in &mut clusters {
+                    for q in c.capacity.values_mut() {
+                        *q = Quantity::from_nanos(q.nanos().saturating_mul(100));
+                    }
+                    c.taints.clear();
+                    c.ready = true;
+                    c.unschedulable = false;
+                }
+                workloads.iter_mut().for_each(simplify);
+            }
+            (PlacementInput { clusters, workloads, previous: vec![], now: None }, changes)
+        })
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// After every change the placer's plan is the plan a full re-plan of the same state gives
+    /// (with the plan before the change as the previous decisions); its bound stays an upper
+    /// bound on its objective, and equals the full re-plan's after a full update.
+    #[test]
+    fn the_incremental_placer_matches_a_full_replan((input, changes) in placer_case()) {
+        prop_assume!(valid(&input));
+        let mut placer = tmc_core::Placer::new(input).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        for change in changes {
+            let mut reference = placer.input();
+            let update = match change {
+                Change::Scale(i, replicas, priority) => {
+                    let mut w = reference.workloads[i % reference.workloads.len()].clone();
+                    w.replicas = replicas;
+                    w.priority = priority;
+                    let at = i % reference.workloads.len();
+                    reference.workloads[at] = w.clone();
+                    placer.upsert_workload(w).map_err(|e| TestCaseError::fail(e.to_string()))?
+                }
+                Change::Add(w) => {
+                    let mut w = *w;
+                    w.rebalance.policy = RebalancePolicy::Never;
+                    simplify(&mut w);
+                    if reference.workloads.iter().any(|x| x.key() == w.key()) {
+                        continue;
+                    }
+                    reference.workloads.push(w.clone());
+                    placer.upsert_workload(w).map_err(|e| TestCaseError::fail(e.to_string()))?
+                }
+                Change::Remove(i) => {
+                    if reference.workloads.len() <= 1 {
+                        continue;
+                    }
+                    let w = reference.workloads.remove(i % reference.workloads.len());
+                    reference.previous.retain(|p| p.workload != w.key());
+                    let update = placer.remove_workload(&w.key());
+                    // Removing again finds nothing.
+                    prop_assert!(placer.remove_workload(&w.key()).is_none());
+                    update.ok_or_else(|| TestCaseError::fail("the workload was not found"))?
+                }
+                Change::Cordon(i, cordon) => {
+                    let at = i % reference.clusters.len();
+                    reference.clusters[at].unschedulable = cordon;
+                    placer.upsert_cluster(reference.clusters[at].clone()).map_err(|e| TestCaseError::fail(e.to_string()))?
+                }
+                Change::RemoveCluster(i) => {
+                    if reference.clusters.len() <= 1 {
+                        continue;
+                    }
+                    let c = reference.clusters.remove(i % reference.clusters.len());
+                    placer.remove_cluster(&c.name).ok_or_else(|| TestCaseError::fail("the cluster was not found"))?
+                }
+            };
+            prop_assume!(valid(&reference));
+            let expected = solve(&reference).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let got = placer.plan();
+            prop_assert_eq!(&got.placements, &expected.placements, "after {:?}", update);
+            prop_assert_eq!(got.objective, expected.objective);
+            prop_assert!(got.bound >= got.objective);
+            if update == tmc_core::Update::Full {
+                prop_assert_eq!(got.bound, expected.bound);
+            }
+            check_invariants(&reference, got)?;
+        }
+    }
+}
+
+/// How close the fast solver comes to the exact optimum over a fixed sample of 300 small random
+/// instances. The target is 99% on every instance; it is **not** met: measured, 296 of 300 reach
+/// 99% and the sample as a whole reaches 97.3%. The misses are trades a greedy in priority order
+/// does not make (an Aggregated workload packed on one cluster where splitting it lets another
+/// fit; two replicas of one workload where a Duplicated copy of an equal-priority one would
+/// place seven; a spread that fell back to a smaller placement). This test keeps the measured
+/// level from regressing; raising it needs an improvement step after the greedy pass.
+#[test]
+fn the_fast_solver_stays_close_to_the_exact_optimum() {
+    use proptest::{strategy::ValueTree, test_runner::TestRunner};
+    let mut runner = TestRunner::deterministic();
+    let (mut fast_total, mut exact_total, mut below, mut solved) = (0.0, 0.0, 0usize, 0usize);
+    while solved < 300 {
+        let Ok(tree) = small_input().new_tree(&mut runner) else { continue };
+        let input = tree.current();
+        if !valid(&input) {
+            continue;
+        }
+        let (Ok(fast), Ok(exact)) = (solve(&input), tmc_core::solve_exact(&input, &tmc_core::ExactOptions::default()))
+        else {
+            panic!("a valid input failed to solve: {input:?}");
+        };
+        solved += 1;
+        fast_total += fast.objective;
+        exact_total += exact.objective;
+        if fast.objective < 0.99 * exact.objective {
+            below += 1;
+        }
+    }
+    let ratio = fast_total / exact_total;
+    eprintln!("fast/exact over {solved} instances: {ratio:.4}; {below} instances below 99%");
+    assert!(ratio >= 0.97 && below <= 4, "fast/exact = {ratio:.4} over {solved} instances ({below} below 99%)");
+}

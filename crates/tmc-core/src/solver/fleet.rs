@@ -49,6 +49,13 @@ pub(crate) struct Usage {
     pub workloads_on: Vec<u32>,
 }
 
+impl Usage {
+    /// The amount used at flat index `i` (`cluster * resources + resource`), scaled.
+    pub fn used(&self, i: usize) -> u128 {
+        self.used[i]
+    }
+}
+
 fn pow10_unit(values: impl Iterator<Item = u128>) -> u128 {
     let mut unit = 1_000_000_000u128;
     for v in values {

@@ -16,9 +16,12 @@
 
 mod certificate;
 mod divide;
+#[cfg(feature = "exact")]
+pub mod exact;
 mod filter;
 mod fleet;
 mod place;
+pub mod placer;
 mod score;
 mod spread;
 

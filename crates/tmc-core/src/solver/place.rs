@@ -69,6 +69,18 @@ fn set_count(counts: &mut Counts, c: usize, n: u64) {
     }
 }
 
+/// Where one workload could go under one affinity group, before selection.
+pub(crate) struct Survey {
+    /// Admitted clusters with room (and weight), sorted.
+    pub candidates: Vec<usize>,
+    /// Replicas that fit, per cluster index (0 for non-candidates).
+    pub room: Vec<u64>,
+    /// Static weight per cluster index for Weighted division (0 elsewhere).
+    pub weight: Vec<u64>,
+    /// Admitted clusters without room or with weight 0, with the reasons.
+    pub capacity_rejections: Vec<(usize, Vec<Reason>)>,
+}
+
 /// Everything about one workload that does not change while the batch is placed.
 #[derive(Clone)]
 pub(crate) struct WorkloadCtx<'a> {
@@ -269,22 +281,21 @@ impl<'a> WorkloadCtx<'a> {
         best
     }
 
-    /// Places the workload under affinity group `term`, keeping at least `floor` replicas on the
-    /// clusters it names (a kept previous decision, not counted in `usage`).
-    pub fn attempt(
+    /// The clusters of affinity group `term` with room for the workload under `usage` (its
+    /// `candidates`, with their `room` and static `weight`), and those admitted but without room
+    /// or with weight 0, with the reasons. Clusters in `floor` stay candidates whatever their room.
+    pub fn survey(
         &self,
         fleet: &Fleet<'_>,
         filters: &Filters<'_>,
         usage: &Usage,
         term: usize,
         floor: &[(usize, u64)],
-    ) -> Outcome {
-        let w = self.w;
+    ) -> Survey {
         let r = self.replicas();
-        let rs = &w.replica_scheduling;
+        let rs = &self.w.replica_scheduling;
         let mask = filters.mask(self.filters[term]);
         let min_per = u64::from(rs.min_replicas_per_cluster.unwrap_or(0));
-        let max_per = rs.max_replicas_per_cluster.map_or(u64::MAX, u64::from);
         let need = if self.divided() { min_per.max(1) } else { r.max(1) };
         let n_clusters = fleet.clusters.len();
         let mut capacity_rejections: Vec<(usize, Vec<Reason>)> = Vec::new();
@@ -327,6 +338,26 @@ impl<'a> WorkloadCtx<'a> {
             cands.push(c);
             raw[c] = cap;
         }
+        Survey { candidates: cands, room: raw, weight, capacity_rejections }
+    }
+
+    /// Places the workload under affinity group `term`, keeping at least `floor` replicas on the
+    /// clusters it names (a kept previous decision, not counted in `usage`).
+    pub fn attempt(
+        &self,
+        fleet: &Fleet<'_>,
+        filters: &Filters<'_>,
+        usage: &Usage,
+        term: usize,
+        floor: &[(usize, u64)],
+    ) -> Outcome {
+        let w = self.w;
+        let r = self.replicas();
+        let rs = &w.replica_scheduling;
+        let min_per = u64::from(rs.min_replicas_per_cluster.unwrap_or(0));
+        let max_per = rs.max_replicas_per_cluster.map_or(u64::MAX, u64::from);
+        let Survey { candidates: mut cands, room: raw, weight, capacity_rejections } =
+            self.survey(fleet, filters, usage, term, floor);
         let scores = self.scores(fleet, filters, usage, term, &cands);
         let mut rank: Vec<(i64, usize)> = scores.into_iter().zip(cands.iter().copied()).collect();
         rank.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));

@@ -1,0 +1,47 @@
+//! Fast solver against exact mode on generated inputs: objectives, the fast plan's certified
+//! bound, and the time of each.
+//!
+//! `cargo run --release -p tmc-benches --example exact_vs_fast -- [workloads] [clusters] [low|high] [max-variables]`
+
+use std::time::Instant;
+
+use tmc_benches::Case;
+use tmc_core::{ExactOptions, solve_exact, solve_validated};
+use tmc_sim::generate::Contention;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize, default: usize| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(default);
+    let contention = match args.get(2).map(String::as_str) {
+        Some("low") => Contention::Low,
+        _ => Contention::High,
+    };
+    let case = Case { workloads: arg(0, 1_000), clusters: arg(1, 100), contention };
+    let input = case.input();
+    let t = Instant::now();
+    let fast = solve_validated(&input);
+    let fast_time = t.elapsed();
+    println!(
+        "case {}: fast objective {} bound {:.1} gap {:.3}% in {:.3} ms",
+        case.id(),
+        fast.objective,
+        fast.bound,
+        fast.gap * 100.0,
+        fast_time.as_secs_f64() * 1e3
+    );
+    let options = ExactOptions { max_variables: arg(3, 1_000_000), ..ExactOptions::default() };
+    let t = Instant::now();
+    match solve_exact(&input, &options) {
+        Ok(exact) => {
+            let exact_time = t.elapsed();
+            println!(
+                "exact objective {} in {:.3} ms: fast reaches {:.3}% of the optimum, {:.0}x faster",
+                exact.objective,
+                exact_time.as_secs_f64() * 1e3,
+                100.0 * fast.objective / exact.objective.max(f64::MIN_POSITIVE),
+                exact_time.as_secs_f64() / fast_time.as_secs_f64().max(1e-9)
+            );
+        }
+        Err(e) => println!("exact: {e} (after {:.3} s)", t.elapsed().as_secs_f64()),
+    }
+}
