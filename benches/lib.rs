@@ -50,3 +50,30 @@ pub const CASES: [Case; 3] = [
 fn short(n: usize) -> String {
     if n >= 1_000 && n.is_multiple_of(1_000) { format!("{}k", n / 1_000) } else { n.to_string() }
 }
+
+/// A fleet where every workload is fully placed (so the incremental placer's fast path applies):
+/// `clusters` clusters with 64 cpu and 256 GiB each, `workloads` Divided workloads of 1 to 3
+/// replicas requesting 100m to 400m cpu and 256 MiB per replica, priorities 0 to 3.
+pub fn settled_input(workloads: usize, clusters: usize) -> PlacementInput {
+    use tmc_core::{Cluster, Quantity, Workload};
+    let clusters = (0..clusters)
+        .map(|i| {
+            let mut c = Cluster { name: format!("cluster-{i:05}"), ..Cluster::default() };
+            c.labels.insert("region".into(), format!("region-{}", i % 12));
+            c.capacity.insert("cpu".into(), Quantity::from_units(64));
+            c.capacity.insert("memory".into(), Quantity::from_units(256 << 30));
+            c
+        })
+        .collect();
+    let workloads = (0..workloads)
+        .map(|i| {
+            let mut w = Workload::named(&format!("app-{i:06}"));
+            w.replicas = 1 + (i % 3) as u32;
+            w.priority = (i % 4) as i32;
+            w.resources.insert("cpu".into(), Quantity::from_millis(100 * (1 + (i % 4) as u64)));
+            w.resources.insert("memory".into(), Quantity::from_units(256 << 20));
+            w
+        })
+        .collect();
+    PlacementInput { clusters, workloads, previous: Vec::new(), now: None }
+}

@@ -15,7 +15,7 @@ use std::{
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum, builder::RangedU64ValueParser};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use tmc_core::solve_validated;
+use tmc_core::{ExactError, ExactOptions, solve_exact, solve_validated};
 use tmc_sim::{
     DEFAULT_SCENARIO, Scenario, SimError, diff, explain,
     generate::{Contention, GenerateConfig, scenario_yaml},
@@ -55,6 +55,13 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
+        /// Solve to optimality as one mixed-integer program (microlp) instead of the fast solver:
+        /// for small scenarios and for measuring the fast solver (`bound` is then the optimum).
+        #[arg(long)]
+        exact: bool,
+        /// With `--exact`: refuse programs with more variables than this.
+        #[arg(long, value_name = "N", default_value_t = ExactOptions::default().max_variables, requires = "exact")]
+        max_variables: usize,
     },
     /// Replay a scenario's timeline on a virtual clock as the controller would, and summarize.
     Run {
@@ -219,10 +226,21 @@ fn run(cli: Cli) -> Result<(), Failure> {
             );
             run_scenario(embedded_default()?, RunOutput::Table, Some(report))
         }
-        Some(Command::Place { scenario, format }) => {
+        Some(Command::Place { scenario, format, exact, max_variables }) => {
             let input = load(&scenario)?.input();
             let started = Instant::now();
-            let plan = solve_validated(&input);
+            let plan = if exact {
+                let options = ExactOptions { max_variables, ..ExactOptions::default() };
+                match solve_exact(&input, &options) {
+                    Ok(plan) => plan,
+                    Err(e @ (ExactError::TooLarge { .. } | ExactError::Invalid(_))) => {
+                        return Err(input_error(anyhow::anyhow!("--exact: {e}")));
+                    }
+                    Err(e) => return Err(internal(anyhow::anyhow!("--exact: {e}"))),
+                }
+            } else {
+                solve_validated(&input)
+            };
             let timing = Timing::new(started.elapsed());
             print!("{}", render_timed(&plan, timing, format.into()).map_err(internal)?);
             Ok(())

@@ -612,3 +612,35 @@ fn generate_bad_flags_exit_2_naming_the_flag() {
         }
     }
 }
+
+#[test]
+fn place_exact_solves_to_optimality() {
+    for name in ["gpu-training", "failover-fallback"] {
+        let text = std::fs::read_to_string(example(name)).expect("scenario");
+        let input = tmc_sim::load_scenario(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let fast = tmc_core::solve(&input).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let exact =
+            tmc_core::solve_exact(&input, &tmc_core::ExactOptions::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let out = tmc_sim(&["place", &example(name), "--exact", "--format", "json"]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let mut doc: Value = serde_json::from_str(&stdout(&out)).expect("valid JSON");
+        take_solve_ms(&mut doc);
+        let objective = doc["objective"].as_f64().expect("objective");
+        assert!((objective - exact.objective).abs() <= 1e-9 * exact.objective, "{name}: {objective}");
+        assert!(objective >= fast.objective, "{name}: exact {objective} below fast {}", fast.objective);
+        assert_eq!(doc["gap"].as_f64(), Some(0.0), "{name}: the exact plan is its own bound");
+    }
+    // failover-fallback is one the fast solver does not solve optimally (1362 of 1366).
+    let out = tmc_sim(&["place", &example("failover-fallback"), "--exact"]);
+    assert!(stdout(&out).lines().last().is_some_and(|l| l.starts_with("objective 1366 · bound 1366 · gap 0.00%")));
+}
+
+#[test]
+fn place_exact_refuses_large_programs_and_needs_the_flag() {
+    let out = tmc_sim(&["place", &example("gpu-training"), "--exact", "--max-variables", "10"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--exact") && stderr(&out).contains("limit of 10"), "{}", stderr(&out));
+    let out = tmc_sim(&["place", &example("gpu-training"), "--max-variables", "10"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--exact"), "{}", stderr(&out));
+}
