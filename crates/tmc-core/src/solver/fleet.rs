@@ -33,6 +33,44 @@ pub(crate) struct Fleet<'a> {
     topology: BTreeMap<&'a str, Vec<Option<u32>>>,
 }
 
+/// The cluster side of a fleet in nano-units, owned, for callers that build many small fleets
+/// over the same clusters ([`Fleet::for_workloads`]).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ClusterTable {
+    /// Per resource, capacity and free amount of each cluster (in the given order). A resource
+    /// a cluster does not list is 0, except `pods`, which is [`UNLIMITED`] there.
+    columns: BTreeMap<String, (Vec<u128>, Vec<u128>)>,
+}
+
+impl ClusterTable {
+    /// The table of `clusters`, in their order.
+    pub fn new(clusters: &[Cluster]) -> Self {
+        let names: BTreeSet<&str> = clusters
+            .iter()
+            .flat_map(|c| c.capacity.keys().chain(c.allocated.keys()).map(String::as_str))
+            .chain([PODS])
+            .collect();
+        let columns = names
+            .into_iter()
+            .map(|name| {
+                let (cap, free) = clusters
+                    .iter()
+                    .map(|c| match c.capacity.get(name) {
+                        Some(total) => {
+                            let alloc = c.allocated.get(name).copied().unwrap_or_default();
+                            (total.nanos(), total.saturating_sub(alloc).nanos())
+                        }
+                        None if name == PODS => (UNLIMITED, UNLIMITED),
+                        None => (0, 0),
+                    })
+                    .unzip();
+                (name.to_string(), (cap, free))
+            })
+            .collect();
+        ClusterTable { columns }
+    }
+}
+
 /// Per-replica demand of a workload: `(resource index, scaled amount)` for every non-zero amount,
 /// always including `pods` (1 unless the workload requests another amount).
 #[derive(Clone, Debug, Default)]
@@ -53,6 +91,12 @@ impl Usage {
     /// The amount used at flat index `i` (`cluster * resources + resource`), scaled.
     pub fn used(&self, i: usize) -> u128 {
         self.used[i]
+    }
+
+    /// A usage from its parts, in a fleet's layout (`used[cluster * resources + resource]`,
+    /// scaled; `workloads_on[cluster]`).
+    pub fn from_parts(used: Vec<u128>, workloads_on: Vec<u32>) -> Self {
+        Usage { used, workloads_on }
     }
 }
 
@@ -128,6 +172,53 @@ impl<'a> Fleet<'a> {
             })
             .collect();
         Fleet { clusters, by_name, resources, res_index, unit, free, capacity, topology }
+    }
+
+    /// The fleet one or a few workloads see, built from a [`ClusterTable`] of `clusters` (sorted
+    /// by name, as the table was built) without re-reading every cluster: only the resources the
+    /// workloads request (and `pods`), all in nano-units.
+    pub fn for_workloads(clusters: &'a [Cluster], workloads: &[&'a Workload], table: &ClusterTable) -> Self {
+        let clusters: Vec<&Cluster> = clusters.iter().collect();
+        let by_name = clusters.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect();
+        let mut names: BTreeSet<&str> = BTreeSet::from([PODS]);
+        for w in workloads {
+            names.extend(w.resources.keys().map(String::as_str));
+        }
+        let resources: Vec<&str> = names.into_iter().collect();
+        let res_index = resources.iter().enumerate().map(|(i, r)| (*r, i)).collect();
+        let nr = resources.len();
+        let n = clusters.len();
+        let mut free = vec![0u128; n * nr];
+        let mut capacity = vec![0u128; n * nr];
+        for (r, name) in resources.iter().enumerate() {
+            match table.columns.get(*name) {
+                Some((cap, fr)) => {
+                    for c in 0..n {
+                        capacity[c * nr + r] = cap[c];
+                        free[c * nr + r] = fr[c];
+                    }
+                }
+                None if *name == PODS => {
+                    for c in 0..n {
+                        capacity[c * nr + r] = UNLIMITED;
+                        free[c * nr + r] = UNLIMITED;
+                    }
+                }
+                None => {}
+            }
+        }
+        let keys: BTreeSet<&str> =
+            workloads.iter().flat_map(|w| w.spread_constraints.iter().map(|s| s.topology_key.as_str())).collect();
+        let topology = keys
+            .into_iter()
+            .map(|key| {
+                let values: Vec<Option<&str>> = clusters.iter().map(|c| c.topology_value(key)).collect();
+                let ids: BTreeMap<&str, u32> =
+                    values.iter().flatten().copied().collect::<BTreeSet<_>>().into_iter().zip(0..).collect();
+                (key, values.iter().map(|v| v.map(|v| ids[v])).collect())
+            })
+            .collect();
+        Fleet { clusters, by_name, resources, res_index, unit: vec![1; nr], free, capacity, topology }
     }
 
     /// Free capacity per cluster and resource, flat (`[cluster * resources + resource]`), scaled.

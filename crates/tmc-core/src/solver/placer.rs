@@ -14,18 +14,21 @@
 //! bound plus the most the changed workload can add, still an upper bound on the optimum but
 //! looser than a full re-plan's. [`Placer::replan`] recomputes it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    cmp::Reverse,
+    collections::{BTreeMap, BTreeSet},
+};
 
 use super::{
     extend,
     filter::Filters,
     finish,
-    fleet::{Counts, Fleet},
+    fleet::{ClusterTable, Fleet, Usage},
     place::{Outcome, WorkloadCtx},
 };
 use crate::{
-    Cluster, Phase, Placement, PlacementInput, Plan, Preemption, RebalancePolicy, ReplicaSchedulingType,
-    ValidationErrors, Workload, WorkloadKey, solve, validate::validate_workload,
+    Cluster, Phase, Placement, PlacementInput, Plan, Preemption, Quantity, RebalancePolicy, ReplicaSchedulingType,
+    ValidationErrors, Workload, WorkloadKey, resources::PODS, solve, validate::validate_workload,
 };
 
 /// How a change was applied.
@@ -50,6 +53,29 @@ pub struct Placer {
     unsettled: BTreeSet<WorkloadKey>,
     /// How many workloads have each priority (the lowest one sets the objective's weights).
     priorities: BTreeMap<i32, usize>,
+    /// The ledger of the plan, so a change does not revisit every workload: per resource, the
+    /// nano-units every placement uses on each cluster (by position in `clusters`, which is
+    /// sorted by name like the solver's fleet)...
+    used: BTreeMap<String, Vec<u128>>,
+    /// ... the number of workloads with replicas on each cluster ...
+    workloads_on: Vec<u32>,
+    /// ... and those workloads, in placement order (priority, then key).
+    residents: Vec<BTreeSet<(Reverse<i32>, WorkloadKey)>>,
+    /// Cluster name to position in `clusters`.
+    positions: BTreeMap<String, usize>,
+    /// Capacity and free amounts of `clusters`, compiled once.
+    table: ClusterTable,
+}
+
+/// Per-replica demand in nano-units, as the solver counts it: every non-zero request, and one
+/// pod unless the workload requests another amount.
+fn nano_demand(w: &Workload) -> Vec<(&str, u128)> {
+    let mut d: Vec<(&str, u128)> =
+        w.resources.iter().filter(|(_, q)| !q.is_zero()).map(|(r, q)| (r.as_str(), q.nanos())).collect();
+    if !w.resources.contains_key(PODS) {
+        d.push((PODS, Quantity::from_units(1).nanos()));
+    }
+    d
 }
 
 impl Placer {
@@ -65,6 +91,11 @@ impl Placer {
             plan,
             unsettled: BTreeSet::new(),
             priorities: BTreeMap::new(),
+            used: BTreeMap::new(),
+            workloads_on: Vec::new(),
+            residents: Vec::new(),
+            positions: BTreeMap::new(),
+            table: ClusterTable::default(),
         };
         placer.reindex();
         Ok(placer)
@@ -128,6 +159,7 @@ impl Placer {
         if self.others_settled(key) && self.lowest() == lowest_before {
             if let Ok(at) = at {
                 let gone = self.plan.placements.remove(at);
+                self.ledger(&old, &gone, false);
                 self.plan.objective -= self.value(old.priority) * gone.placed as f64;
                 self.certify_gap();
             }
@@ -184,9 +216,22 @@ impl Placer {
         self.reindex();
     }
 
-    /// Rebuilds the derived indexes from `workloads` and `plan`.
+    /// Rebuilds the derived indexes and the ledger from `clusters`, `workloads` and `plan`.
     fn reindex(&mut self) {
+        self.clusters.sort_by(|a, b| a.name.cmp(&b.name));
+        self.positions = self.clusters.iter().enumerate().map(|(i, c)| (c.name.clone(), i)).collect();
+        self.table = ClusterTable::new(&self.clusters);
+        self.used.clear();
+        self.workloads_on = vec![0; self.clusters.len()];
+        self.residents = vec![BTreeSet::new(); self.clusters.len()];
         self.index = self.workloads.iter().enumerate().map(|(i, w)| (w.key(), i)).collect();
+        for p in std::mem::take(&mut self.plan.placements) {
+            if let Some(&i) = self.index.get(&p.workload) {
+                let w = self.workloads[i].clone();
+                self.ledger(&w, &p, true);
+            }
+            self.plan.placements.push(p);
+        }
         self.priorities.clear();
         for w in &self.workloads {
             *self.priorities.entry(w.priority).or_default() += 1;
@@ -198,6 +243,28 @@ impl Placer {
             .filter(|p| self.index.get(&p.workload).is_none_or(|&i| !settled(&self.workloads[i], p)))
             .map(|p| p.workload.clone())
             .collect();
+    }
+
+    /// Adds (or removes) the replicas of placement `p` of workload `w` to (from) the ledger.
+    fn ledger(&mut self, w: &Workload, p: &Placement, add: bool) {
+        let demand = nano_demand(w);
+        let n_clusters = self.clusters.len();
+        for d in &p.decisions {
+            let Some(&c) = self.positions.get(&d.cluster) else { continue };
+            let n = u128::from(d.replicas);
+            for &(r, q) in &demand {
+                let column = self.used.entry(r.to_string()).or_insert_with(|| vec![0; n_clusters]);
+                column[c] = if add { column[c].saturating_add(q * n) } else { column[c].saturating_sub(q * n) };
+            }
+            let rank = (Reverse(w.priority), p.workload.clone());
+            if add {
+                self.workloads_on[c] += 1;
+                self.residents[c].insert(rank);
+            } else {
+                self.workloads_on[c] = self.workloads_on[c].saturating_sub(1);
+                self.residents[c].remove(&rank);
+            }
+        }
     }
 
     fn count_priority(&mut self, priority: i32, add: bool) {
@@ -235,24 +302,25 @@ impl Placer {
     /// full re-plan would in a settled state. Returns false (and changes nothing) when the result
     /// could differ from a full re-plan.
     fn place_one(&mut self, key: &WorkloadKey, old: Option<&Workload>) -> bool {
-        let input = PlacementInput {
-            clusters: std::mem::take(&mut self.clusters),
-            workloads: std::mem::take(&mut self.workloads),
-            previous: Vec::new(),
-            now: self.now,
-        };
-        let placed = self.place_one_in(&input, key, old);
-        self.clusters = input.clusters;
-        self.workloads = input.workloads;
-        let Some((placement, w_priority, w_max)) = placed else { return false };
-        let value = self.value(w_priority);
-        let old_placed = self.plan.get(key).map_or(0, |p| p.placed);
-        let old_value = old.map_or(0.0, |o| self.value(o.priority));
-        self.plan.objective += value * placement.placed as f64 - old_value * old_placed as f64;
+        let Some(&i) = self.index.get(key) else { return false };
+        let w = self.workloads[i].clone();
+        if w.rebalance.policy != RebalancePolicy::Never {
+            return false;
+        }
+        let placed = self.place_in(&w, key, old);
+        let Some((placement, most)) = placed else { return false };
+        let w = &w;
+        let value = self.value(w.priority);
+        if let (Some(o), Some(before)) = (old, self.plan.get(key).cloned()) {
+            self.ledger(o, &before, false);
+            self.plan.objective -= self.value(o.priority) * before.placed as f64;
+        }
+        self.ledger(w, &placement, true);
+        self.plan.objective += value * placement.placed as f64;
         // Without the changed workload the optimum is at most the old bound; it adds at most
-        // `w_max` replicas.
-        self.plan.bound += value * w_max as f64;
-        if settled(&self.workloads[self.index[key]], &placement) {
+        // `most` replicas.
+        self.plan.bound += value * most as f64;
+        if settled(w, &placement) {
             self.unsettled.remove(key);
         } else {
             self.unsettled.insert(key.clone());
@@ -265,65 +333,76 @@ impl Placer {
         true
     }
 
-    fn place_one_in(
-        &self,
-        input: &PlacementInput,
-        key: &WorkloadKey,
-        old: Option<&Workload>,
-    ) -> Option<(Placement, i32, u64)> {
-        let w = &input.workloads[*self.index.get(key)?];
-        if w.rebalance.policy != RebalancePolicy::Never {
-            return None;
-        }
-        let fleet = Fleet::compile(input);
-        let filters = Filters::compile(&[w], &fleet.clusters, input.now);
-        let previous = self.plan.get(key);
-        let wc = WorkloadCtx::new(w, &fleet, &filters, previous);
-        // Placement order: priority, then key. Stage A keeps the workloads before `w` first.
-        let w_rank = (std::cmp::Reverse(w.priority), key);
-        let mut before = fleet.empty_usage();
-        let mut after: Vec<(Counts, super::fleet::Demand)> = Vec::new();
-        for p in &self.plan.placements {
-            if &p.workload == key {
-                continue;
-            }
-            let u = &input.workloads[*self.index.get(&p.workload)?];
-            let mut counts: Counts = Vec::with_capacity(p.decisions.len());
-            for d in &p.decisions {
-                counts.push((*fleet.by_name.get(d.cluster.as_str())?, u64::from(d.replicas)));
-            }
-            counts.sort_unstable();
-            let demand = fleet.demand(u);
-            if (std::cmp::Reverse(u.priority), &p.workload) < w_rank {
-                fleet.add(&mut before, &counts, &demand);
-            } else {
-                after.push((counts, demand));
+    /// The placement of `w` (the workload `key`) and the most replicas it can hold, or `None`
+    /// when a full re-plan is needed.
+    fn place_in(&self, w: &Workload, key: &WorkloadKey, old: Option<&Workload>) -> Option<(Placement, u64)> {
+        // The solver's fleet as this workload sees it, from the cached cluster table.
+        let fleet = Fleet::for_workloads(&self.clusters, &[w], &self.table);
+        let filters = Filters::compile(&[w], &fleet.clusters, self.now);
+        let wc = WorkloadCtx::new(w, &fleet, &filters, self.plan.get(key));
+        let nr = fleet.resources.len();
+        let n_clusters = fleet.clusters.len();
+        let old_demand = old.map(nano_demand).unwrap_or_default();
+        let old_of = |r: &str| old_demand.iter().find(|&&(x, _)| x == r).map_or(0, |&(_, q)| q);
+
+        // Everything the other workloads use: the ledger without the old version of `w`.
+        let mut used = vec![0u128; n_clusters * nr];
+        for (r, name) in fleet.resources.iter().enumerate() {
+            if let Some(column) = self.used.get(*name) {
+                for (c, &u) in column.iter().enumerate() {
+                    used[c * nr + r] = u;
+                }
             }
         }
-        let kept = wc.keep(&fleet, &filters, &before);
+        let mut on = self.workloads_on.clone();
+        for &(c, n) in &wc.previous {
+            for (r, name) in fleet.resources.iter().enumerate() {
+                let q = old_of(name);
+                used[c * nr + r] = used[c * nr + r].saturating_sub(q * u128::from(n));
+            }
+            on[c] = on[c].saturating_sub(1);
+        }
+        let others = Usage::from_parts(used, on);
+
+        // Stage A keeps `w` against the workloads placed before it only; `keep` looks at `w`'s
+        // previous clusters alone, so only those need that view.
+        let rank = (Reverse(w.priority), key.clone());
+        let kept = if wc.previous.is_empty() {
+            None
+        } else {
+            let mut used = vec![0u128; n_clusters * nr];
+            let mut on = vec![0u32; n_clusters];
+            for &(c, _) in &wc.previous {
+                for resident in self.residents[c].range(..&rank).filter(|(_, k)| k != key) {
+                    let u = &self.workloads[*self.index.get(&resident.1)?];
+                    let p = self.plan.get(&resident.1)?;
+                    let name = &fleet.clusters[c].name;
+                    let n = p.decisions.iter().find(|d| &d.cluster == name).map_or(0, |d| u128::from(d.replicas));
+                    for (r, q) in nano_demand(u) {
+                        if let Some(i) = fleet.resources.iter().position(|x| *x == r) {
+                            used[c * nr + i] += q * n;
+                        }
+                    }
+                    on[c] += 1;
+                }
+            }
+            wc.keep(&fleet, &filters, &Usage::from_parts(used, on))
+        };
         // Later workloads keep everything in a re-plan only if `w` keeps no more than it had.
         if let Some(k) = &kept {
-            let old_w = old?;
-            let old_demand = fleet.demand(old_w);
-            let old_counts = &wc.previous;
             for &(c, n) in &k.counts {
-                let had = super::place::count_of(old_counts, c);
-                for &(r, q) in &wc.demand.0 {
-                    let old_q = old_demand.0.iter().find(|&&(x, _)| x == r).map_or(0, |&(_, q)| q);
-                    if q.saturating_mul(u128::from(n)) > old_q.saturating_mul(u128::from(had)) {
+                let had = super::place::count_of(&wc.previous, c);
+                for (r, q) in nano_demand(w) {
+                    if q.saturating_mul(u128::from(n)) > old_of(r).saturating_mul(u128::from(had)) {
                         return None;
                     }
                 }
             }
         }
-        let mut usage = before;
-        for (counts, demand) in &after {
-            fleet.add(&mut usage, counts, demand);
-        }
         let outcome: Outcome = match kept {
             Some(k) if k.complete => Outcome::kept(k),
-            Some(k) => extend(&wc, &fleet, &filters, &usage, k),
-            None => wc.place_fresh(&fleet, &filters, &usage),
+            Some(k) => extend(&wc, &fleet, &filters, &others, k),
+            None => wc.place_fresh(&fleet, &filters, &others),
         };
         if !outcome.complete && w.preemption == Preemption::PreemptLowerPriority {
             return None;
@@ -332,10 +411,10 @@ impl Placer {
         let most = match w.replica_scheduling.kind {
             ReplicaSchedulingType::Divided => r,
             ReplicaSchedulingType::Duplicated => {
-                r * w.number_of_clusters.map_or(fleet.clusters.len() as u64, u64::from).min(fleet.clusters.len() as u64)
+                r * w.number_of_clusters.map_or(n_clusters as u64, u64::from).min(n_clusters as u64)
             }
         };
-        Some((finish(&wc, &fleet, &filters, outcome), w.priority, most))
+        Some((finish(&wc, &fleet, &filters, outcome), most))
     }
 }
 
