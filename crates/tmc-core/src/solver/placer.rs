@@ -2,13 +2,18 @@
 //! at a time.
 //!
 //! Every change gives the plan a full re-plan of the new state would give, with the current plan
-//! as the previous decisions (`solve` of `clusters`, `workloads`, `previous = plan`, `now`). When
-//! the state is *settled* — every other workload fully placed, kept whole on re-plan (Divided: all
-//! replicas; Duplicated: `numberOfClusters` copies) and not rebalancing — a re-plan keeps every
-//! other workload exactly where it is, so only the changed workload is placed, against the
-//! capacity the others use ([`Update::Incremental`]). Otherwise (cluster changes, preemption,
-//! workloads waiting for capacity a change may free) the placer re-plans in full
-//! ([`Update::Full`]).
+//! as the previous decisions (`solve` of `clusters`, `workloads`, `previous = plan`, `now`).
+//!
+//! A workload is *settled* when a re-plan keeps it exactly as it is: fully placed, kept whole by
+//! stage A (Divided: all replicas; Duplicated: `numberOfClusters` copies) and not rebalancing.
+//! A change to workload `w` is placed incrementally ([`Update::Incremental`]: only `w` is
+//! placed, against the capacity the others use, from a ledger kept up to date) when every other
+//! workload is settled, or when the plan is a fixed point of re-planning and no unsettled
+//! workload admits a cluster whose usage the change alters (their view is then unchanged). It
+//! also needs `w` not to keep more than it had, not to preempt or rebalance, and the lowest
+//! priority (the objective's weights) to stay. Otherwise, and for every cluster change, the
+//! placer re-plans in full ([`Update::Full`]). In a contended fleet pending workloads usually
+//! admit most clusters, so most changes there are full re-plans: freed capacity must go to them.
 //!
 //! The certificate after an incremental update: `objective` is exact; `bound` is the previous
 //! bound plus the most the changed workload can add, still an upper bound on the optimum but
@@ -65,6 +70,14 @@ pub struct Placer {
     positions: BTreeMap<String, usize>,
     /// Capacity and free amounts of `clusters`, compiled once.
     table: ClusterTable,
+    /// Re-planning the unchanged state gives the plan back (always so when every workload is
+    /// settled; checked by a second solve after a full re-plan otherwise).
+    fixed: bool,
+    /// For each unsettled workload, the clusters any of its affinity groups admits (positions).
+    admits: BTreeMap<WorkloadKey, Vec<usize>>,
+    /// Per cluster, how many unsettled workloads admit it: a change that touches such a cluster
+    /// may change them, so it is re-planned in full.
+    blocked: Vec<u32>,
 }
 
 /// Per-replica demand in nano-units, as the solver counts it: every non-zero request, and one
@@ -96,6 +109,9 @@ impl Placer {
             residents: Vec::new(),
             positions: BTreeMap::new(),
             table: ClusterTable::default(),
+            fixed: false,
+            admits: BTreeMap::new(),
+            blocked: Vec::new(),
         };
         placer.reindex();
         Ok(placer)
@@ -137,7 +153,7 @@ impl Placer {
             self.count_priority(o.priority, false);
         }
         self.count_priority(self.workloads[self.index[&key]].priority, true);
-        let fast = self.others_settled(&key) && self.lowest() == lowest_before;
+        let fast = (self.others_settled(&key) || self.fixed) && self.lowest() == lowest_before;
         if fast && self.place_one(&key, old.as_ref()) {
             return Ok(Update::Incremental);
         }
@@ -156,14 +172,24 @@ impl Placer {
         }
         self.count_priority(old.priority, false);
         let at = self.plan.placements.binary_search_by(|p| p.workload.cmp(key));
-        if self.others_settled(key) && self.lowest() == lowest_before {
+        let touched: Vec<usize> = at
+            .ok()
+            .map(|at| {
+                self.plan.placements[at]
+                    .decisions
+                    .iter()
+                    .filter_map(|d| self.positions.get(&d.cluster).copied())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if self.untouched(key, touched) && self.lowest() == lowest_before {
             if let Ok(at) = at {
                 let gone = self.plan.placements.remove(at);
                 self.ledger(&old, &gone, false);
                 self.plan.objective -= self.value(old.priority) * gone.placed as f64;
                 self.certify_gap();
             }
-            self.unsettled.remove(key);
+            self.settle(key, true);
             return Some(Update::Incremental);
         }
         self.replan();
@@ -243,6 +269,30 @@ impl Placer {
             .filter(|p| self.index.get(&p.workload).is_none_or(|&i| !settled(&self.workloads[i], p)))
             .map(|p| p.workload.clone())
             .collect();
+        self.blocked = vec![0; self.clusters.len()];
+        self.admits.clear();
+        self.fixed = self.unsettled.is_empty();
+        if self.fixed {
+            return;
+        }
+        let unsettled: Vec<&Workload> =
+            self.unsettled.iter().filter_map(|k| self.index.get(k).map(|&i| &self.workloads[i])).collect();
+        let fleet = Fleet::for_workloads(&self.clusters, &unsettled, &self.table);
+        let filters = Filters::compile(&unsettled, &fleet.clusters, self.now);
+        let admits: BTreeMap<WorkloadKey, Vec<usize>> =
+            unsettled.iter().map(|w| (w.key(), admitted(w, &filters))).collect();
+        for list in admits.values() {
+            for &c in list {
+                self.blocked[c] += 1;
+            }
+        }
+        // Only worth a second solve when some cluster is free of unsettled workloads: a change
+        // elsewhere re-plans in full anyway.
+        if self.blocked.iter().all(|&b| b > 0) {
+            return;
+        }
+        self.fixed = super::solve_validated(&self.input()).placements == self.plan.placements;
+        self.admits = admits;
     }
 
     /// Adds (or removes) the replicas of placement `p` of workload `w` to (from) the ledger.
@@ -292,6 +342,38 @@ impl Placer {
         self.unsettled.iter().all(|k| k == key)
     }
 
+    /// Whether changing `key`'s replicas on `clusters` leaves every other unsettled workload's
+    /// view unchanged (none of them admits any of those clusters). Needs a fixed-point plan.
+    fn untouched(&self, key: &WorkloadKey, clusters: impl IntoIterator<Item = usize>) -> bool {
+        if self.others_settled(key) {
+            return true;
+        }
+        if !self.fixed {
+            return false;
+        }
+        let own = self.admits.get(key);
+        clusters.into_iter().all(|c| {
+            let mine = u32::from(own.is_some_and(|l| l.binary_search(&c).is_ok()));
+            self.blocked.get(c).is_none_or(|&b| b <= mine)
+        })
+    }
+
+    /// Marks `key` settled or not after an incremental change; an unsettled result may not be a
+    /// fixed point, so later changes re-plan in full until a full re-plan shows it is.
+    fn settle(&mut self, key: &WorkloadKey, is_settled: bool) {
+        if let Some(list) = self.admits.remove(key) {
+            for c in list {
+                self.blocked[c] = self.blocked[c].saturating_sub(1);
+            }
+        }
+        if is_settled {
+            self.unsettled.remove(key);
+        } else {
+            self.unsettled.insert(key.clone());
+            self.fixed = false;
+        }
+    }
+
     fn certify_gap(&mut self) {
         let plan = &mut self.plan;
         plan.bound = plan.bound.max(plan.objective);
@@ -320,11 +402,7 @@ impl Placer {
         // Without the changed workload the optimum is at most the old bound; it adds at most
         // `most` replicas.
         self.plan.bound += value * most as f64;
-        if settled(w, &placement) {
-            self.unsettled.remove(key);
-        } else {
-            self.unsettled.insert(key.clone());
-        }
+        self.settle(key, settled(w, &placement));
         match self.plan.placements.binary_search_by(|p| p.workload.cmp(key)) {
             Ok(at) => self.plan.placements[at] = placement,
             Err(at) => self.plan.placements.insert(at, placement),
@@ -407,6 +485,11 @@ impl Placer {
         if !outcome.complete && w.preemption == Preemption::PreemptLowerPriority {
             return None;
         }
+        // Unsettled workloads that may use a cluster whose usage changes could change too.
+        let touched = wc.previous.iter().chain(&outcome.counts).map(|&(c, _)| c);
+        if !self.untouched(key, touched) {
+            return None;
+        }
         let r = u64::from(w.replicas);
         let most = match w.replica_scheduling.kind {
             ReplicaSchedulingType::Divided => r,
@@ -416,6 +499,17 @@ impl Placer {
         };
         Some((finish(&wc, &fleet, &filters, outcome), most))
     }
+}
+
+/// The clusters (positions) any affinity group of `w` admits, sorted.
+fn admitted(w: &Workload, filters: &Filters<'_>) -> Vec<usize> {
+    let mut list: Vec<usize> = super::filter::affinity_terms(w)
+        .into_iter()
+        .flat_map(|t| filters.mask(filters.find(w, t)).admitted().collect::<Vec<_>>())
+        .collect();
+    list.sort_unstable();
+    list.dedup();
+    list
 }
 
 /// Whether a re-plan keeps `p` exactly as it is when nothing about `w` changes: fully placed, kept

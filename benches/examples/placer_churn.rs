@@ -1,0 +1,45 @@
+//! Incremental placer on a generated fleet: changes `n` workloads one at a time (replicas + 1)
+//! and reports how many took the incremental path and the time of each kind.
+//!
+//! `cargo run --release -p tmc-benches --example placer_churn -- [workloads] [clusters] [low|high] [n]`
+
+use std::time::{Duration, Instant};
+
+use tmc_benches::Case;
+use tmc_core::{Placer, Update};
+use tmc_sim::generate::Contention;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize, default: usize| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(default);
+    let contention = match args.get(2).map(String::as_str) {
+        Some("high") => Contention::High,
+        _ => Contention::Low,
+    };
+    let case = Case { workloads: arg(0, 10_000), clusters: arg(1, 1_000), contention };
+    let n = arg(3, 20);
+    let input = case.input();
+    let t = Instant::now();
+    let Ok(mut placer) = Placer::new(input) else { panic!("generated inputs are valid") };
+    println!("case {}: Placer::new {:.1} ms", case.id(), t.elapsed().as_secs_f64() * 1e3);
+    let workloads = placer.input().workloads;
+    let (mut fast, mut full) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        let mut w = workloads[(i * 7919) % workloads.len()].clone();
+        w.replicas += 1;
+        let t = Instant::now();
+        let update = placer.upsert_workload(w);
+        let took = t.elapsed();
+        match update {
+            Ok(Update::Incremental) => fast.push(took),
+            Ok(Update::Full) => full.push(took),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v.get(v.len() / 2).map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
+    };
+    println!("incremental: {} changes, median {:.3} ms", fast.len(), median(&mut fast));
+    println!("full:        {} changes, median {:.3} ms", full.len(), median(&mut full));
+}
