@@ -34,6 +34,32 @@ fn main() {
     match solve_exact(&input, &options) {
         Ok(exact) => {
             let exact_time = t.elapsed();
+            if std::env::var_os("VERBOSE").is_some() {
+                for (f, e) in fast.placements.iter().zip(&exact.placements) {
+                    if f.decisions != e.decisions {
+                        let w = input.workloads.iter().find(|w| w.key() == f.workload);
+                        let show = |p: &tmc_core::Placement| {
+                            p.decisions
+                                .iter()
+                                .map(|d| format!("{}:{}", d.cluster, d.replicas))
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        };
+                        println!(
+                            "{} p{} {:?} {:?} r{}: fast {} [{}] exact {} [{}]",
+                            f.workload,
+                            w.map_or(0, |w| w.priority),
+                            f.replica_scheduling_type,
+                            w.map(|w| w.replica_scheduling.division),
+                            f.requested,
+                            f.placed,
+                            show(f),
+                            e.placed,
+                            show(e)
+                        );
+                    }
+                }
+            }
             println!(
                 "exact objective {} in {:.3} ms: fast reaches {:.3}% of the optimum, {:.0}x faster",
                 exact.objective,

@@ -852,11 +852,11 @@ proptest! {
 
 /// How close the fast solver comes to the exact optimum over a fixed sample of 300 small random
 /// instances. The target is 99% on every instance; it is **not** met: measured, 296 of 300 reach
-/// 99% and the sample as a whole reaches 97.3%. The misses are trades a greedy in priority order
-/// does not make (an Aggregated workload packed on one cluster where splitting it lets another
-/// fit; two replicas of one workload where a Duplicated copy of an equal-priority one would
-/// place seven; a spread that fell back to a smaller placement). This test keeps the measured
-/// level from regressing; raising it needs an improvement step after the greedy pass.
+/// 99% and the sample as a whole reaches 98.7% (97.3% before the improvement step). The misses
+/// are trades the fast solver does not make: a higher-priority replica given up for more
+/// lower-priority ones (the objective weighs priorities linearly, the fast solver never trades
+/// down), an Aggregated workload that would have to split, a spread that fell back to a smaller
+/// placement. This test keeps the measured level from regressing.
 #[test]
 fn the_fast_solver_stays_close_to_the_exact_optimum() {
     use proptest::{strategy::ValueTree, test_runner::TestRunner};
@@ -881,5 +881,5 @@ fn the_fast_solver_stays_close_to_the_exact_optimum() {
     }
     let ratio = fast_total / exact_total;
     eprintln!("fast/exact over {solved} instances: {ratio:.4}; {below} instances below 99%");
-    assert!(ratio >= 0.97 && below <= 4, "fast/exact = {ratio:.4} over {solved} instances ({below} below 99%)");
+    assert!(ratio >= 0.985 && below <= 4, "fast/exact = {ratio:.4} over {solved} instances ({below} below 99%)");
 }

@@ -296,12 +296,12 @@ fn explain_lists_every_cluster_and_verified_fixes() {
     let o = tmc_sim(&["explain", &example("multi-region-webshop"), "analytics/batch-reports"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(out.starts_with("analytics/batch-reports: PartiallyScheduled, 5 placed, 35 pending"), "{out}");
+    assert!(out.starts_with("analytics/batch-reports: PartiallyScheduled, 11 placed, 29 pending"), "{out}");
     assert!(out.contains("CLUSTER") && out.contains("VERDICT"), "{out}");
     assert_eq!(out.matches("rejected: did not match cluster affinity").count(), 10, "{out}");
     assert!(out.contains("gcp-us-central1-a") && out.contains("chosen"), "{out}");
-    assert!(out.contains("add 137.1 cpu and 235Gi memory to cluster gcp-us-central1-a"), "{out}");
-    assert!(out.contains("lower replicas to 5 (from 40)"), "{out}");
+    assert!(out.contains("add 113.1 cpu and 139Gi memory to cluster gcp-us-central1-a"), "{out}");
+    assert!(out.contains("lower replicas to 11 (from 40)"), "{out}");
 
     let json = tmc_sim(&["explain", &example("multi-region-webshop"), "analytics/batch-reports", "--format", "json"]);
     let doc: Value = serde_json::from_str(&stdout(&json)).expect("valid JSON");

@@ -20,6 +20,7 @@ mod divide;
 pub mod exact;
 mod filter;
 mod fleet;
+mod improve;
 mod place;
 pub mod placer;
 mod score;
@@ -101,6 +102,7 @@ pub fn solve_validated(input: &PlacementInput) -> Plan {
     for (o, e) in outcomes.iter_mut().zip(events) {
         o.events.extend(e);
     }
+    improve::improve(&contexts, &fleet, &filters, &certificate::replica_values(&contexts), &mut usage, &mut outcomes);
 
     let certificate = certificate::certify(&fleet, &filters, &contexts, &outcomes);
 
