@@ -49,6 +49,16 @@ pub(crate) struct Usage {
     pub workloads_on: Vec<u32>,
 }
 
+/// `a / b` for a non-zero `b`, in 64-bit arithmetic when both fit (the common case after
+/// scaling), which is much cheaper than a 128-bit division.
+#[inline]
+fn div(a: u128, b: u128) -> u128 {
+    match (u64::try_from(a), u64::try_from(b)) {
+        (Ok(a), Ok(b)) => u128::from(a / b),
+        _ => a / b,
+    }
+}
+
 fn pow10_unit(values: impl Iterator<Item = u128>) -> u128 {
     let mut unit = 1_000_000_000u128;
     for v in values {
@@ -165,10 +175,30 @@ impl<'a> Fleet<'a> {
                 continue;
             }
             let avail = free.saturating_sub(usage.used[base + r]);
-            let n = u64::try_from(avail / q).unwrap_or(u64::MAX);
+            let n = u64::try_from(div(avail, q)).unwrap_or(u64::MAX);
             if n < best.0 {
                 best = (n, Some(r));
             }
+        }
+        best
+    }
+
+    /// `min(fit, want)`: how many more replicas of `demand` fit on cluster `c`, counting only up
+    /// to `want`. Cheaper than [`Fleet::fit`] when `want` is small: a resource with room for
+    /// `want` replicas needs no division.
+    pub fn fit_at_most(&self, usage: &Usage, c: usize, demand: &Demand, want: u64) -> u64 {
+        let base = c * self.nr();
+        let mut best = want;
+        for &(r, q) in &demand.0 {
+            let free = self.free[base + r];
+            if free == UNLIMITED {
+                continue;
+            }
+            let avail = free.saturating_sub(usage.used[base + r]);
+            if q.checked_mul(u128::from(best)).is_some_and(|need| need <= avail) {
+                continue;
+            }
+            best = best.min(u64::try_from(div(avail, q)).unwrap_or(u64::MAX));
         }
         best
     }
@@ -181,7 +211,7 @@ impl<'a> Fleet<'a> {
             .iter()
             .filter(|&&(r, q)| {
                 let free = self.free[base + r];
-                free != UNLIMITED && free.saturating_sub(usage.used[base + r]) / q < u128::from(need)
+                free != UNLIMITED && div(free.saturating_sub(usage.used[base + r]), q) < u128::from(need)
             })
             .map(|&(r, _)| r)
             .collect()

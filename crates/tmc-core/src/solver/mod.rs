@@ -33,6 +33,20 @@ use crate::{
     explain, validate::validate,
 };
 
+/// Maps `items` in order, in parallel where the `parallel` feature is on; the result is the same
+/// either way.
+pub(crate) fn par_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync + Send) -> Vec<R> {
+    #[cfg(feature = "parallel")]
+    {
+        use rayon::prelude::*;
+        items.into_par_iter().map(f).collect()
+    }
+    #[cfg(not(feature = "parallel"))]
+    {
+        items.into_iter().map(f).collect()
+    }
+}
+
 /// Validates `input` and places every workload. The same input always gives the same plan,
 /// whatever the order of clusters and workloads in it.
 pub fn solve(input: &PlacementInput) -> Result<Plan, ValidationErrors> {
