@@ -379,8 +379,16 @@ impl<'a> Parts<'a> {
     }
 
     /// Every reason cluster `c` fails `key`, in the order of [`FilterKey::evaluate`].
+    #[cfg(debug_assertions)]
     fn reasons(&self, key: &FilterKey<'a>, parts: &Resolved, c: usize) -> Vec<Reason> {
         let mut reasons = Vec::new();
+        self.reasons_into(key, parts, c, &mut reasons);
+        reasons
+    }
+
+    /// Appends every reason cluster `c` fails `key` to `reasons`, in the order of
+    /// [`FilterKey::evaluate`].
+    fn reasons_into(&self, key: &FilterKey<'a>, parts: &Resolved, c: usize, reasons: &mut Vec<Reason>) {
         if let Some(part) = self.affinity[parts.affinity].1[c] {
             reasons.push(Reason::AffinityMismatch { part });
         }
@@ -403,7 +411,6 @@ impl<'a> Parts<'a> {
         if bit(&self.cordoned, c) {
             reasons.push(Reason::Cordoned);
         }
-        reasons
     }
 }
 
@@ -454,10 +461,10 @@ impl<'a> Filters<'a> {
         &self.masks[i]
     }
 
-    /// Every reason cluster `c` fails filter `i`, most fundamental first.
-    pub fn reasons(&self, i: usize, c: usize) -> Vec<Reason> {
+    /// Appends every reason cluster `c` fails filter `i` to `reasons`, most fundamental first.
+    pub fn reasons_into(&self, i: usize, c: usize, reasons: &mut Vec<Reason>) {
         let (key, resolved) = &self.keys[i];
-        self.parts.reasons(key, resolved, c)
+        self.parts.reasons_into(key, resolved, c, reasons);
     }
 }
 

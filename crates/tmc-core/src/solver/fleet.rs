@@ -204,17 +204,22 @@ impl<'a> Fleet<'a> {
     }
 
     /// The resources of which cluster `c` cannot hold `need` more replicas.
-    pub fn short_resources(&self, usage: &Usage, c: usize, demand: &Demand, need: u64) -> Vec<usize> {
+    pub fn short_resources<'s>(
+        &'s self,
+        usage: &'s Usage,
+        c: usize,
+        demand: &'s Demand,
+        need: u64,
+    ) -> impl Iterator<Item = usize> + 's {
         let base = c * self.nr();
         demand
             .0
             .iter()
-            .filter(|&&(r, q)| {
+            .filter(move |&&(r, q)| {
                 let free = self.free[base + r];
                 free != UNLIMITED && div(free.saturating_sub(usage.used[base + r]), q) < u128::from(need)
             })
             .map(|&(r, _)| r)
-            .collect()
     }
 
     /// Average free fraction (0..=100) of the requested resources on `c` after one more replica,

@@ -8,7 +8,7 @@ use super::{
     score,
     spread::{Spread, select},
 };
-use crate::{ClusterAffinity, Division, Placement, Reason, RebalancePolicy, ReplicaSchedulingType, Workload};
+use crate::{ClusterAffinity, Division, Placement, RebalancePolicy, ReplicaSchedulingType, Workload};
 
 /// Previous decisions accepted in stage A.
 #[derive(Clone, Debug)]
@@ -21,14 +21,29 @@ pub(crate) struct Kept {
     pub degraded: bool,
 }
 
+/// Why a cluster that passed the filters takes no replicas; turned into [`Reason`]s only when the
+/// placement is explained.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum NoRoom {
+    /// Too little of the resources `short[from..to]` of the outcome (`Insufficient` each).
+    Short { from: u32, to: u32 },
+    /// Room, but a keep-only cluster may not hold more than it held (no extra reason).
+    Kept,
+    /// `replicaScheduling.weights` gives it weight 0.
+    ZeroWeight,
+}
+
 /// The result of placing one workload under one affinity group.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Outcome {
     pub term: usize,
     pub counts: Counts,
     pub complete: bool,
-    /// Clusters that passed the filters but had no room (or weight 0), with the reasons.
-    pub capacity_rejections: Vec<(usize, Vec<Reason>)>,
+    /// Clusters that passed the filters but had no room (or weight 0), with the reasons, in
+    /// cluster order.
+    pub capacity_rejections: Vec<(usize, NoRoom)>,
+    /// The resources [`NoRoom::Short`] entries point into.
+    pub short: Vec<u32>,
     /// Clusters that passed every filter and had room, sorted.
     pub candidates: Vec<usize>,
     /// Constraint shortfalls, as sentences (shown when the placement is not complete).
@@ -287,7 +302,8 @@ impl<'a> WorkloadCtx<'a> {
         let max_per = rs.max_replicas_per_cluster.map_or(u64::MAX, u64::from);
         let need = if self.divided() { min_per.max(1) } else { r.max(1) };
         let n_clusters = fleet.clusters.len();
-        let mut capacity_rejections: Vec<(usize, Vec<Reason>)> = Vec::new();
+        let mut capacity_rejections: Vec<(usize, NoRoom)> = Vec::new();
+        let mut short: Vec<u32> = Vec::new();
         let mut cands: Vec<usize> = Vec::new();
         // Dense per-cluster room and weight of the candidates (0 elsewhere).
         let mut raw = vec![0u64; n_clusters];
@@ -304,22 +320,24 @@ impl<'a> WorkloadCtx<'a> {
             // `usage` excludes the floor, so `fit` already counts the room the kept replicas use.
             let cap = fit.min(keep_cap);
             if cap < need && count_of(floor, c) == 0 {
-                let mut reasons = Vec::new();
-                if fit < need {
+                let why = if fit < need {
                     // Name every resource that falls short, as kube-scheduler does.
-                    let short = fleet.short_resources(usage, c, &self.demand, need);
-                    let short = if short.is_empty() { binding.into_iter().collect() } else { short };
-                    reasons.extend(
-                        short.into_iter().map(|r| Reason::Insufficient { resource: fleet.resources[r].to_string() }),
-                    );
-                }
-                capacity_rejections.push((c, reasons));
+                    let from = short.len();
+                    short.extend(fleet.short_resources(usage, c, &self.demand, need).map(|r| r as u32));
+                    if short.len() == from {
+                        short.extend(binding.map(|r| r as u32));
+                    }
+                    NoRoom::Short { from: from as u32, to: short.len() as u32 }
+                } else {
+                    NoRoom::Kept
+                };
+                capacity_rejections.push((c, why));
                 continue;
             }
             if self.uses_static_weights() {
                 let wt = self.static_weight(fleet, c);
                 if wt == 0 {
-                    capacity_rejections.push((c, vec![Reason::ZeroWeight]));
+                    capacity_rejections.push((c, NoRoom::ZeroWeight));
                     continue;
                 }
                 weight[c] = wt;
@@ -439,7 +457,7 @@ impl<'a> WorkloadCtx<'a> {
             notes.extend(self.exhaustion(fleet, usage, &counts, max_per));
         }
         cands.sort_unstable();
-        Outcome { term, counts, complete, capacity_rejections, candidates: cands, notes, ..Outcome::default() }
+        Outcome { term, counts, complete, capacity_rejections, short, candidates: cands, notes, ..Outcome::default() }
     }
 
     /// Moves replicas from the largest to the smallest group of a skew-violating constraint;
