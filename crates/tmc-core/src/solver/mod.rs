@@ -20,6 +20,7 @@ mod filter;
 mod fleet;
 mod place;
 mod score;
+mod selectors;
 mod spread;
 
 use std::collections::BTreeMap;

@@ -6,6 +6,7 @@ use super::{
     filter::{Admission, Filters},
     fleet::{Counts, Demand, Fleet, Usage},
     score,
+    selectors::bit,
     spread::{Spread, select},
 };
 use crate::{ClusterAffinity, Division, Placement, RebalancePolicy, ReplicaSchedulingType, Workload};
@@ -96,6 +97,9 @@ pub(crate) struct WorkloadCtx<'a> {
     /// Previous replicas per cluster index (clusters that no longer exist are dropped).
     pub previous: Counts,
     previous_group: Option<&'a str>,
+    /// The compiled cluster sets of each preference and each `replicaScheduling.weights` entry.
+    preferences: Vec<usize>,
+    weight_entries: Vec<usize>,
 }
 
 impl<'a> WorkloadCtx<'a> {
@@ -117,6 +121,8 @@ impl<'a> WorkloadCtx<'a> {
             spread: Spread::new(w, fleet),
             previous,
             previous_group: prev.and_then(|p| p.affinity_group.as_deref()),
+            preferences: w.preferences.iter().map(|p| filters.preference_id(p)).collect(),
+            weight_entries: w.replica_scheduling.weights.iter().map(|e| filters.weight_entry_id(e)).collect(),
         }
     }
 
@@ -134,19 +140,16 @@ impl<'a> WorkloadCtx<'a> {
 
     /// Static weight of cluster `c` for Weighted division: the first matching entry, else 0;
     /// equal weights when no entry is given.
-    fn static_weight(&self, fleet: &Fleet<'_>, c: usize) -> u64 {
+    fn static_weight(&self, filters: &Filters<'_>, c: usize) -> u64 {
         let weights = &self.w.replica_scheduling.weights;
         if weights.is_empty() {
             return 1;
         }
-        let cluster = fleet.clusters[c];
         weights
             .iter()
-            .find(|e| {
-                e.cluster_names.contains(&cluster.name)
-                    || e.label_selector.as_ref().is_some_and(|s| s.matches(&cluster.labels))
-            })
-            .map_or(0, |e| u64::from(e.weight))
+            .zip(&self.weight_entries)
+            .find(|&(_, &id)| bit(filters.weight_entry(id), c))
+            .map_or(0, |(e, _)| u64::from(e.weight))
     }
 
     fn skew_value(&self) -> fn(u64) -> u64 {
@@ -163,7 +166,16 @@ impl<'a> WorkloadCtx<'a> {
         clusters: &[usize],
     ) -> Vec<i64> {
         let mask = filters.mask(self.filters[term]);
-        score::score(self.w, fleet, usage, &self.demand, clusters, &self.previous, |c| mask.prefer_no_schedule(c))
+        let preferences: Vec<(i64, &[u64])> = self
+            .w
+            .preferences
+            .iter()
+            .zip(&self.preferences)
+            .map(|(p, &id)| (i64::from(p.weight), filters.preference(id)))
+            .collect();
+        score::score(self.w, fleet, usage, &self.demand, clusters, &self.previous, &preferences, |c| {
+            mask.prefer_no_schedule(c)
+        })
     }
 
     /// Stage A: the part of the previous decisions that is still valid: clusters that still admit
@@ -199,7 +211,7 @@ impl<'a> WorkloadCtx<'a> {
             }
             let fit = fleet.fit(usage, c, &self.demand).0;
             let keep = if self.divided() {
-                if self.uses_static_weights() && self.static_weight(fleet, c) == 0 {
+                if self.uses_static_weights() && self.static_weight(filters, c) == 0 {
                     0
                 } else {
                     n.min(fit).min(max_per)
@@ -335,7 +347,7 @@ impl<'a> WorkloadCtx<'a> {
                 continue;
             }
             if self.uses_static_weights() {
-                let wt = self.static_weight(fleet, c);
+                let wt = self.static_weight(filters, c);
                 if wt == 0 {
                     capacity_rejections.push((c, NoRoom::ZeroWeight));
                     continue;
