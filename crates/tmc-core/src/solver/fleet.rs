@@ -59,6 +59,16 @@ fn div(a: u128, b: u128) -> u128 {
     }
 }
 
+/// [`Quantity::per_mille_of`] on raw amounts, in 64-bit arithmetic when that is exact (the
+/// amounts are small enough that no scaling or saturation happens).
+#[inline]
+fn per_mille(part: u128, total: u128) -> u64 {
+    match (u64::try_from(part), u64::try_from(total)) {
+        (Ok(a), Ok(b)) if b != 0 && a <= u64::MAX / 1000 => (a * 1000 / b).min(1000),
+        _ => Quantity::from_nanos(part).per_mille_of(Quantity::from_nanos(total)),
+    }
+}
+
 fn pow10_unit(values: impl Iterator<Item = u128>) -> u128 {
     let mut unit = 1_000_000_000u128;
     for v in values {
@@ -236,10 +246,10 @@ impl<'a> Fleet<'a> {
                 if cap == 0 { 0 } else { 1000 }
             } else {
                 let after = self.free[base + r].saturating_sub(usage.used[base + r]).saturating_sub(q);
-                Quantity::from_nanos(after).per_mille_of(Quantity::from_nanos(cap)).into()
+                per_mille(after, cap).into()
             };
         }
-        i64::try_from(sum / demand.0.len() as u128 / 10).unwrap_or(100)
+        i64::try_from(div(div(sum, demand.0.len() as u128), 10)).unwrap_or(100)
     }
 
     /// A fresh, empty usage.

@@ -313,6 +313,14 @@ impl<'a> WorkloadCtx<'a> {
         let min_per = u64::from(rs.min_replicas_per_cluster.unwrap_or(0));
         let max_per = rs.max_replicas_per_cluster.map_or(u64::MAX, u64::from);
         let need = if self.divided() { min_per.max(1) } else { r.max(1) };
+        // How far room is counted on each cluster: every use of it below is bounded by this (the
+        // replica count, or, for Dynamic division, whose weights are the room, maxReplicasPerCluster).
+        let fit_limit = match (self.divided(), rs.division) {
+            (true, Division::Dynamic) => max_per,
+            _ => r,
+        }
+        .max(r)
+        .max(need);
         let n_clusters = fleet.clusters.len();
         let mut capacity_rejections: Vec<(usize, NoRoom)> = Vec::new();
         let mut short: Vec<u32> = Vec::new();
@@ -328,8 +336,8 @@ impl<'a> WorkloadCtx<'a> {
             if keep_cap == 0 {
                 continue;
             }
-            let (fit, binding) = fleet.fit(usage, c, &self.demand);
             // `usage` excludes the floor, so `fit` already counts the room the kept replicas use.
+            let fit = fleet.fit_at_most(usage, c, &self.demand, fit_limit);
             let cap = fit.min(keep_cap);
             if cap < need && count_of(floor, c) == 0 {
                 let why = if fit < need {
@@ -337,7 +345,7 @@ impl<'a> WorkloadCtx<'a> {
                     let from = short.len();
                     short.extend(fleet.short_resources(usage, c, &self.demand, need).map(|r| r as u32));
                     if short.len() == from {
-                        short.extend(binding.map(|r| r as u32));
+                        short.extend(fleet.fit(usage, c, &self.demand).1.map(|r| r as u32));
                     }
                     NoRoom::Short { from: from as u32, to: short.len() as u32 }
                 } else {
@@ -358,11 +366,39 @@ impl<'a> WorkloadCtx<'a> {
             raw[c] = cap;
         }
         let scores = self.scores(fleet, filters, usage, term, &cands);
-        let mut rank: Vec<(i64, usize)> = scores.into_iter().zip(cands.iter().copied()).collect();
-        rank.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        let ranked: Vec<usize> = rank.iter().map(|&(_, c)| c).collect();
-        let mut notes = Vec::new();
+        // Highest score first, ties by cluster index: one integer key per candidate (the score's
+        // order reversed in the high half, the cluster in the low half) sorts fastest.
+        let mut rank: Vec<u128> = scores
+            .into_iter()
+            .zip(cands.iter().copied())
+            .map(|(s, c)| (u128::from(!((s as u64) ^ (1 << 63))) << 64) | c as u128)
+            .collect();
         let limit = w.number_of_clusters.map_or(usize::MAX, |n| n as usize);
+        // Without spread constraints (and for any division but Aggregated, which reorders all
+        // candidates by capacity), selection reads only a prefix of the ranking: each cluster it
+        // reads is chosen, or is one of the `floor` clusters chosen first. Only that prefix is
+        // sorted; the order of what it reads is the same.
+        let prefix = if self.spread.constraints.is_empty() && !(self.divided() && rs.division == Division::Aggregated) {
+            let chosen = if self.divided() {
+                limit.min(usize::try_from(r / min_per.max(1)).unwrap_or(usize::MAX)).max(floor.len())
+            } else {
+                limit
+            };
+            chosen.max(floor.len()).saturating_add(floor.len())
+        } else {
+            usize::MAX
+        };
+        if prefix < rank.len() {
+            if prefix == 0 {
+                rank.clear();
+            } else {
+                rank.select_nth_unstable(prefix - 1);
+                rank.truncate(prefix);
+            }
+        }
+        rank.sort_unstable();
+        let ranked: Vec<usize> = rank.iter().map(|&k| (k as u64) as usize).collect();
+        let mut notes = Vec::new();
         let initial: Vec<usize> = floor.iter().map(|&(c, _)| c).collect();
 
         let mut counts: Counts = if r == 0 {

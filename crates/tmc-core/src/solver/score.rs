@@ -34,10 +34,20 @@ pub(crate) fn score(
     prefer_no_schedule: impl Fn(usize) -> u32,
 ) -> Vec<i64> {
     let prioritizers: &[Prioritizer] = if w.prioritizers.is_empty() { &DEFAULT_PRIORITIZERS } else { &w.prioritizers };
-    let max_on = cands.iter().map(|&c| usage.workloads_on[c]).max().unwrap_or(0).max(1);
-    let costs: Vec<f64> = cands.iter().filter_map(|&c| fleet.clusters[c].cost).collect();
-    let (min_cost, max_cost) =
-        costs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+    let uses = |name: PrioritizerName| prioritizers.iter().any(|p| p.name == name);
+    let max_on = if uses(PrioritizerName::Balance) {
+        cands.iter().map(|&c| usage.workloads_on[c]).max().unwrap_or(0).max(1)
+    } else {
+        1
+    };
+    let (min_cost, max_cost) = if uses(PrioritizerName::Cost) {
+        cands
+            .iter()
+            .filter_map(|&c| fleet.clusters[c].cost)
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(x), hi.max(x)))
+    } else {
+        (f64::INFINITY, f64::NEG_INFINITY)
+    };
     cands
         .iter()
         .map(|&c| {
