@@ -4,7 +4,10 @@
 //! tolerations share one [`Filter`], compiled once into per-cluster admission bitsets. Reasons
 //! (for explanations) are only produced for the workloads that need them, by the same code.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::{BTreeMap, HashMap},
+    hash::{BuildHasherDefault, DefaultHasher},
+};
 
 use super::selectors::{Bits, Selectors, bit, set_of};
 use crate::{
@@ -12,6 +15,11 @@ use crate::{
     Toleration, Workload,
     taint::{TaintVerdict, judge},
 };
+
+/// A hash map with a fixed hasher (no per-process random keys), for lookups of deep keys such as
+/// affinity groups and filters, which a `BTreeMap` would compare field by field many times.
+/// Never iterated, so its order cannot leak into results.
+type Map<K, V> = HashMap<K, V, BuildHasherDefault<DefaultHasher>>;
 
 /// Whether a cluster may take replicas of a workload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,7 +34,7 @@ pub(crate) enum Admission {
 
 /// The parts of a workload's policy that decide admission; workloads equal on these share the
 /// compiled result.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct FilterKey<'a> {
     affinity: Option<&'a ClusterAffinity>,
     apis: &'a [String],
@@ -195,7 +203,7 @@ struct Parts<'a> {
     words: usize,
     /// Per affinity group: the clusters that match, and why each other one does not.
     affinity: Vec<(Bits, Vec<Option<crate::AffinityMismatch>>)>,
-    affinity_ids: BTreeMap<Option<&'a ClusterAffinity>, usize>,
+    affinity_ids: Map<Option<&'a ClusterAffinity>, usize>,
     /// Clusters serving each API, having each capability, having each spread key.
     sets: Vec<Bits>,
     api_ids: BTreeMap<&'a str, usize>,
@@ -207,7 +215,7 @@ struct Parts<'a> {
     /// Per toleration list: outcome per profile, the closed and keep-only clusters, and the
     /// untolerated `PreferNoSchedule` counts.
     tolerations: Vec<TolerationPart>,
-    toleration_ids: BTreeMap<&'a [Toleration], usize>,
+    toleration_ids: Map<&'a [Toleration], usize>,
     cordoned: Bits,
     /// Cluster name to index.
     by_name: BTreeMap<&'a str, usize>,
@@ -235,7 +243,7 @@ impl<'a> Parts<'a> {
         Parts {
             words,
             affinity: Vec::new(),
-            affinity_ids: BTreeMap::new(),
+            affinity_ids: Map::default(),
             sets: Vec::new(),
             api_ids: BTreeMap::new(),
             capability_ids: BTreeMap::new(),
@@ -243,7 +251,7 @@ impl<'a> Parts<'a> {
             profile_of,
             profiles,
             tolerations: Vec::new(),
-            toleration_ids: BTreeMap::new(),
+            toleration_ids: Map::default(),
             cordoned,
             by_name: clusters.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect(),
             selectors: Selectors::new(clusters),
@@ -446,14 +454,14 @@ type PreferenceKey<'a> = (Option<&'a LabelSelector>, Option<&'a LocationSelector
 pub(crate) struct Filters<'a> {
     keys: Vec<(FilterKey<'a>, Resolved)>,
     masks: Vec<Mask>,
-    index: BTreeMap<FilterKey<'a>, usize>,
+    index: Map<FilterKey<'a>, usize>,
     parts: Parts<'a>,
     /// The clusters each distinct preference matches (both selectors), for scoring.
     preferences: Vec<Bits>,
-    preference_ids: BTreeMap<PreferenceKey<'a>, usize>,
+    preference_ids: Map<PreferenceKey<'a>, usize>,
     /// The clusters each distinct `replicaScheduling.weights` entry matches (by name or label).
     weight_entries: Vec<Bits>,
-    weight_entry_ids: BTreeMap<WeightKey<'a>, usize>,
+    weight_entry_ids: Map<WeightKey<'a>, usize>,
 }
 
 /// The cluster-matching parts of a `replicaScheduling.weights` entry.
@@ -462,7 +470,7 @@ type WeightKey<'a> = (&'a [String], Option<&'a LabelSelector>);
 impl<'a> Filters<'a> {
     /// Compiles every filter of every affinity group of `workloads`.
     pub fn compile(workloads: &[&'a Workload], clusters: &[&'a Cluster], now: Option<i64>) -> Self {
-        let mut index: BTreeMap<FilterKey<'a>, usize> = BTreeMap::new();
+        let mut index: Map<FilterKey<'a>, usize> = Map::default();
         let mut keys = Vec::new();
         let mut parts = Parts::new(clusters);
         for w in workloads {
@@ -476,7 +484,7 @@ impl<'a> Filters<'a> {
             }
         }
         let mut preferences = Vec::new();
-        let mut preference_ids = BTreeMap::new();
+        let mut preference_ids = Map::default();
         for p in workloads.iter().flat_map(|w| &w.preferences) {
             let key = (p.label_selector.as_ref(), p.location_selector.as_ref());
             preference_ids.entry(key).or_insert_with(|| {
@@ -498,7 +506,7 @@ impl<'a> Filters<'a> {
             });
         }
         let mut weight_entries = Vec::new();
-        let mut weight_entry_ids = BTreeMap::new();
+        let mut weight_entry_ids = Map::default();
         for e in workloads.iter().flat_map(|w| &w.replica_scheduling.weights) {
             let key: WeightKey<'a> = (&e.cluster_names, e.label_selector.as_ref());
             weight_entry_ids.entry(key).or_insert_with(|| {
@@ -520,7 +528,7 @@ impl<'a> Filters<'a> {
                 weight_entries.len() - 1
             });
         }
-        let masks: Vec<Mask> = keys.iter().map(|(_, r)| parts.mask(r)).collect();
+        let masks: Vec<Mask> = super::par_map(keys.iter().collect(), |(_, r)| parts.mask(r));
         #[cfg(debug_assertions)]
         for ((key, resolved), mask) in keys.iter().zip(&masks) {
             for (c, cluster) in clusters.iter().enumerate() {

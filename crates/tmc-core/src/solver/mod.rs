@@ -64,7 +64,7 @@ pub fn solve_validated(input: &PlacementInput) -> Plan {
     let filters = Filters::compile(&order, &fleet.clusters, input.now);
     let previous: BTreeMap<_, _> = input.previous.iter().map(|p| (p.workload.clone(), p)).collect();
     let contexts: Vec<WorkloadCtx<'_>> =
-        order.iter().map(|w| WorkloadCtx::new(w, &fleet, &filters, previous.get(&w.key()).copied())).collect();
+        par_map(order.iter().collect(), |w| WorkloadCtx::new(w, &fleet, &filters, previous.get(&w.key()).copied()));
 
     // Stage A: keep valid previous decisions, highest priority first.
     let mut usage = fleet.empty_usage();
