@@ -48,37 +48,43 @@ struct Relaxed {
 /// One workload's best response to `prices`: `(reduced value, cluster, replicas)` in the order
 /// taken, most reduced value first (ties by cluster), until its limit is reached.
 fn respond(w: &Relaxed, prices: &[f64], nr: usize) -> Vec<(f64, usize, f64)> {
-    let mut scratch: Vec<(f64, usize, f64)> = Vec::new();
-    for &(c, cap) in &w.cands {
-        let (c, cap) = (c as usize, f64::from(cap));
-        let base = c * nr;
+    if w.limit.is_nan() || w.limit <= 0.0 {
+        return Vec::new();
+    }
+    // One integer key per candidate with a positive reduced value: the value's bits reversed in
+    // the high half (for positive floats the bits order like the values, so this is "largest
+    // first"), the candidate's position (= cluster order) in the low half for ties.
+    let mut keys: Vec<u128> = Vec::new();
+    for (i, &(c, _)) in w.cands.iter().enumerate() {
+        let base = c as usize * nr;
         let cost: f64 = w.demand.iter().map(|&(r, q)| prices[base + r] * q).sum();
         let reduced = w.value - cost;
         if reduced > 0.0 {
-            scratch.push((reduced, c, cap));
+            keys.push((u128::from(!reduced.to_bits()) << 64) | i as u128);
         }
     }
-    // Clusters are distinct, so this is a strict total order: sorting only the prefix that is
-    // taken (in growing chunks) gives the same sequence as sorting everything.
-    let order = |a: &(f64, usize, f64), b: &(f64, usize, f64)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+    // The keys are distinct, so sorting only the prefix that is taken (in growing chunks) gives
+    // the same sequence as sorting everything.
     let mut taken = Vec::new();
     let mut left = w.limit;
     let mut start = 0;
     let mut chunk = 16;
-    while left > 0.0 && start < scratch.len() {
-        let rest = &mut scratch[start..];
+    while left > 0.0 && start < keys.len() {
+        let rest = &mut keys[start..];
         let k = chunk.min(rest.len());
         if k < rest.len() {
-            rest.select_nth_unstable_by(k - 1, order);
+            rest.select_nth_unstable(k - 1);
         }
-        rest[..k].sort_unstable_by(order);
-        for &(reduced, c, cap) in &rest[..k] {
+        rest[..k].sort_unstable();
+        for &key in &rest[..k] {
             if left <= 0.0 {
                 break;
             }
-            let x = cap.min(left);
+            let reduced = f64::from_bits(!((key >> 64) as u64));
+            let (c, cap) = w.cands[key as u64 as usize];
+            let x = f64::from(cap).min(left);
             left -= x;
-            taken.push((reduced, c, x));
+            taken.push((reduced, c as usize, x));
         }
         start += k;
         chunk *= 4;
