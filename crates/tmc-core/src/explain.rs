@@ -24,7 +24,9 @@ pub(crate) struct Summary<'a, I: Iterator<Item = &'a [Reason]>> {
 
 /// Builds the message.
 pub(crate) fn message<'a, I: Iterator<Item = &'a [Reason]> + Clone>(s: &Summary<'a, I>) -> String {
-    let mut histogram: BTreeMap<String, usize> = BTreeMap::new();
+    // Counted per distinct reason first, so each phrase is formatted once; reasons with the same
+    // phrase (the parts of an affinity mismatch) are merged below.
+    let mut counts: BTreeMap<&Reason, usize> = BTreeMap::new();
     for reasons in s.reasons.clone() {
         let counted: &[Reason] = match reasons {
             [Reason::NotSelected, ..] | [] => &[],
@@ -35,8 +37,12 @@ pub(crate) fn message<'a, I: Iterator<Item = &'a [Reason]> + Clone>(s: &Summary<
             [first, ..] => std::slice::from_ref(first),
         };
         for r in counted {
-            *histogram.entry(r.phrase()).or_insert(0) += 1;
+            *counts.entry(r).or_insert(0) += 1;
         }
+    }
+    let mut histogram: BTreeMap<String, usize> = BTreeMap::new();
+    for (r, n) in counts {
+        *histogram.entry(r.phrase()).or_insert(0) += n;
     }
     let mut parts: Vec<(String, usize)> = histogram.into_iter().collect();
     parts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));

@@ -57,7 +57,7 @@ pub fn validate(input: &PlacementInput) -> Result<(), ValidationErrors> {
     let mut cluster_names: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, c) in input.clusters.iter().enumerate() {
         let p = format!("clusters[{i}]");
-        check_name(&mut r, &format!("{p}.name"), &c.name);
+        check_name(&mut r, &p, ".name", &c.name);
         if let Some(first) = cluster_names.insert(&c.name, i) {
             r.err(format!("{p}.name"), format!("duplicate cluster name {:?} (first at clusters[{first}])", c.name));
         }
@@ -133,17 +133,18 @@ pub fn validate_workload(w: &Workload) -> Result<(), ValidationErrors> {
     if r.0.is_empty() { Ok(()) } else { Err(ValidationErrors(r.0)) }
 }
 
-fn check_name(r: &mut Report, path: &str, name: &str) {
+/// Checks a name at `{p}{field}` (paths are only formatted for problems).
+fn check_name(r: &mut Report, p: &str, field: &str, name: &str) {
     if name.trim().is_empty() {
-        r.err(path, "must not be empty");
+        r.err(format!("{p}{field}"), "must not be empty");
     } else if name.contains('/') {
-        r.err(path, format!("{name:?} must not contain '/'"));
+        r.err(format!("{p}{field}"), format!("{name:?} must not contain '/'"));
     }
 }
 
 fn check_workload(r: &mut Report, p: &str, w: &Workload) {
-    check_name(r, &format!("{p}.name"), &w.name);
-    check_name(r, &format!("{p}.namespace"), &w.namespace);
+    check_name(r, p, ".name", &w.name);
+    check_name(r, p, ".namespace", &w.namespace);
     if w.replicas > MAX_REPLICAS {
         r.err(format!("{p}.replicas"), format!("{} exceeds the maximum of {MAX_REPLICAS}", w.replicas));
     }
@@ -156,151 +157,154 @@ fn check_workload(r: &mut Report, p: &str, w: &Workload) {
         r.err(format!("{p}.clusterAffinities"), "clusterAffinity and clusterAffinities are mutually exclusive");
     }
     if let Some(a) = &w.cluster_affinity {
-        check_affinity(r, &format!("{p}.clusterAffinity"), a);
+        check_affinity(r, || format!("{p}.clusterAffinity"), a);
     }
     let mut names = BTreeMap::new();
     for (i, a) in w.cluster_affinities.iter().enumerate() {
-        let ap = format!("{p}.clusterAffinities[{i}]");
+        let ap = || format!("{p}.clusterAffinities[{i}]");
         match a.name.as_deref() {
-            None | Some("") => r.err(format!("{ap}.name"), "each clusterAffinities entry needs a name"),
+            None | Some("") => r.err(format!("{}.name", ap()), "each clusterAffinities entry needs a name"),
             Some(n) => {
                 if let Some(first) = names.insert(n, i) {
                     r.err(
-                        format!("{ap}.name"),
+                        format!("{}.name", ap()),
                         format!("duplicate group name {n:?} (first at clusterAffinities[{first}])"),
                     );
                 }
             }
         }
-        check_affinity(r, &ap, a);
+        check_affinity(r, ap, a);
     }
     for (i, t) in w.tolerations.iter().enumerate() {
-        check_toleration(r, &format!("{p}.tolerations[{i}]"), t);
+        check_toleration(r, || format!("{p}.tolerations[{i}]"), t);
     }
     let mut keys = BTreeMap::new();
     for (i, s) in w.spread_constraints.iter().enumerate() {
-        let sp = format!("{p}.spreadConstraints[{i}]");
+        let sp = || format!("{p}.spreadConstraints[{i}]");
         if s.topology_key.trim().is_empty() {
-            r.err(format!("{sp}.topologyKey"), "must not be empty");
+            r.err(format!("{}.topologyKey", sp()), "must not be empty");
         }
         if let Some(first) = keys.insert(&s.topology_key, i) {
             r.err(
-                format!("{sp}.topologyKey"),
+                format!("{}.topologyKey", sp()),
                 format!("duplicate topologyKey {:?} (first at spreadConstraints[{first}])", s.topology_key),
             );
         }
         if s.min_groups == Some(0) {
-            r.err(format!("{sp}.minGroups"), "must be >= 1");
+            r.err(format!("{}.minGroups", sp()), "must be >= 1");
         }
         if s.max_groups == Some(0) {
-            r.err(format!("{sp}.maxGroups"), "must be >= 1");
+            r.err(format!("{}.maxGroups", sp()), "must be >= 1");
         }
         if let (Some(min), Some(max)) = (s.min_groups, s.max_groups)
             && max < min
         {
-            r.err(&sp, format!("maxGroups {max} < minGroups {min}"));
+            r.err(sp(), format!("maxGroups {max} < minGroups {min}"));
         }
     }
     let rs = &w.replica_scheduling;
-    let rp = format!("{p}.replicaScheduling");
+    let rp = || format!("{p}.replicaScheduling");
     if !rs.weights.is_empty() && (rs.kind != ReplicaSchedulingType::Divided || rs.division != Division::Weighted) {
-        r.err(format!("{rp}.weights"), "weights are only used with type: Divided and division: Weighted");
+        r.err(format!("{}.weights", rp()), "weights are only used with type: Divided and division: Weighted");
     }
     for (i, wt) in rs.weights.iter().enumerate() {
-        let wp = format!("{rp}.weights[{i}]");
+        let wp = || format!("{}.weights[{i}]", rp());
         if wt.cluster_names.is_empty() && wt.label_selector.is_none() {
-            r.err(&wp, "needs clusterNames or labelSelector");
+            r.err(wp(), "needs clusterNames or labelSelector");
         }
         if let Some(s) = &wt.label_selector {
-            check_selector(r, &format!("{wp}.labelSelector"), s);
+            check_selector(r, || format!("{}.labelSelector", wp()), s);
         }
     }
     if rs.kind == ReplicaSchedulingType::Duplicated
         && (rs.min_replicas_per_cluster.is_some() || rs.max_replicas_per_cluster.is_some())
     {
-        r.err(&rp, "minReplicasPerCluster and maxReplicasPerCluster only apply to type: Divided");
+        r.err(rp(), "minReplicasPerCluster and maxReplicasPerCluster only apply to type: Divided");
     }
     if let (Some(min), Some(max)) = (rs.min_replicas_per_cluster, rs.max_replicas_per_cluster)
         && max < min
     {
-        r.err(&rp, format!("maxReplicasPerCluster {max} < minReplicasPerCluster {min}"));
+        r.err(rp(), format!("maxReplicasPerCluster {max} < minReplicasPerCluster {min}"));
     }
     if rs.max_replicas_per_cluster == Some(0) {
-        r.err(format!("{rp}.maxReplicasPerCluster"), "must be >= 1");
+        r.err(format!("{}.maxReplicasPerCluster", rp()), "must be >= 1");
     }
     if w.number_of_clusters == Some(0) {
         r.err(format!("{p}.numberOfClusters"), "must be >= 1");
     }
     for (i, pref) in w.preferences.iter().enumerate() {
-        let pp = format!("{p}.preferences[{i}]");
+        let pp = || format!("{p}.preferences[{i}]");
         if !(1..=100).contains(&pref.weight) {
-            r.err(format!("{pp}.weight"), format!("must be 1..=100, got {}", pref.weight));
+            r.err(format!("{}.weight", pp()), format!("must be 1..=100, got {}", pref.weight));
         }
         if pref.label_selector.is_none() && pref.location_selector.is_none() {
-            r.err(&pp, "needs labelSelector or locationSelector");
+            r.err(pp(), "needs labelSelector or locationSelector");
         }
         if let Some(s) = &pref.label_selector {
-            check_selector(r, &format!("{pp}.labelSelector"), s);
+            check_selector(r, || format!("{}.labelSelector", pp()), s);
         }
     }
     let mut seen = BTreeMap::new();
     for (i, pr) in w.prioritizers.iter().enumerate() {
-        let pp = format!("{p}.prioritizers[{i}]");
+        let pp = || format!("{p}.prioritizers[{i}]");
         if !(-100..=100).contains(&pr.weight) {
-            r.err(format!("{pp}.weight"), format!("must be -100..=100, got {}", pr.weight));
+            r.err(format!("{}.weight", pp()), format!("must be -100..=100, got {}", pr.weight));
         }
         if let Some(first) = seen.insert(pr.name, i) {
             r.err(
-                format!("{pp}.name"),
+                format!("{}.name", pp()),
                 format!("duplicate prioritizer {:?} (first at prioritizers[{first}])", pr.name),
             );
         }
     }
 }
 
-fn check_affinity(r: &mut Report, p: &str, a: &ClusterAffinity) {
+// Paths are passed as closures so they are only formatted for problems.
+
+fn check_affinity(r: &mut Report, p: impl Fn() -> String, a: &ClusterAffinity) {
     if let Some(s) = &a.label_selector {
-        check_selector(r, &format!("{p}.labelSelector"), s);
+        check_selector(r, || format!("{}.labelSelector", p()), s);
     }
 }
 
-fn check_selector(r: &mut Report, p: &str, s: &LabelSelector) {
+fn check_selector(r: &mut Report, p: impl Fn() -> String, s: &LabelSelector) {
     for (i, e) in s.match_expressions.iter().enumerate() {
-        let ep = format!("{p}.matchExpressions[{i}]");
+        let ep = || format!("{}.matchExpressions[{i}]", p());
         if e.key.trim().is_empty() {
-            r.err(format!("{ep}.key"), "must not be empty");
+            r.err(format!("{}.key", ep()), "must not be empty");
         }
         match e.operator {
             SelectorOperator::In | SelectorOperator::NotIn if e.values.is_empty() => {
-                r.err(format!("{ep}.values"), format!("operator {:?} needs at least one value", e.operator));
+                r.err(format!("{}.values", ep()), format!("operator {:?} needs at least one value", e.operator));
             }
             SelectorOperator::Exists | SelectorOperator::DoesNotExist if !e.values.is_empty() => {
-                r.err(format!("{ep}.values"), format!("operator {:?} takes no values", e.operator));
+                r.err(format!("{}.values", ep()), format!("operator {:?} takes no values", e.operator));
             }
             SelectorOperator::Gt | SelectorOperator::Lt => match e.values.as_slice() {
                 [v] if v.parse::<i64>().is_ok() => {}
-                _ => {
-                    r.err(format!("{ep}.values"), format!("operator {:?} needs exactly one integer value", e.operator))
-                }
+                _ => r.err(
+                    format!("{}.values", ep()),
+                    format!("operator {:?} needs exactly one integer value", e.operator),
+                ),
             },
             _ => {}
         }
     }
 }
 
-fn check_toleration(r: &mut Report, p: &str, t: &Toleration) {
+fn check_toleration(r: &mut Report, p: impl Fn() -> String, t: &Toleration) {
     if t.key.is_empty() && t.operator != TolerationOperator::Exists {
-        r.err(format!("{p}.operator"), "an empty key needs operator: Exists");
+        r.err(format!("{}.operator", p()), "an empty key needs operator: Exists");
     }
     if t.operator == TolerationOperator::Exists && !t.value.is_empty() {
-        r.err(format!("{p}.value"), "must be empty with operator: Exists");
+        r.err(format!("{}.value", p()), "must be empty with operator: Exists");
     }
     if let Some(s) = t.toleration_seconds {
         if t.effect != Some(TaintEffect::NoExecute) {
-            r.err(format!("{p}.tolerationSeconds"), "only applies with effect: NoExecute");
+            r.err(format!("{}.tolerationSeconds", p()), "only applies with effect: NoExecute");
         }
         if s < 0 {
-            r.err(format!("{p}.tolerationSeconds"), format!("must be >= 0, got {s}"));
+            r.err(format!("{}.tolerationSeconds", p()), format!("must be >= 0, got {s}"));
         }
     }
 }

@@ -161,8 +161,8 @@ fn outcome(
     } else {
         wc.w.number_of_clusters.map_or(!counts.is_empty(), |n| counts.len() == n as usize)
     };
-    let Survey { candidates, capacity_rejections, .. } = wc.survey(fleet, filters, others, term, &counts);
-    Outcome { term, counts, complete, capacity_rejections, candidates, ..Outcome::default() }
+    let Survey { candidates, capacity_rejections, short, .. } = wc.survey(fleet, filters, others, term, &counts);
+    Outcome { term, counts, complete, capacity_rejections, short, candidates, ..Outcome::default() }
 }
 
 /// One workload's part of the program.

@@ -4,12 +4,22 @@
 //! tolerations share one [`Filter`], compiled once into per-cluster admission bitsets. Reasons
 //! (for explanations) are only produced for the workloads that need them, by the same code.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::{BTreeMap, HashMap},
+    hash::{BuildHasherDefault, DefaultHasher},
+};
 
+use super::selectors::{Bits, Selectors, bit, set_of};
 use crate::{
-    Cluster, ClusterAffinity, Reason, TaintEffect, Toleration, Workload,
+    AffinityMismatch, Cluster, ClusterAffinity, LabelSelector, LocationSelector, Preference, Reason, TaintEffect,
+    Toleration, Workload,
     taint::{TaintVerdict, judge},
 };
+
+/// A hash map with a fixed hasher (no per-process random keys), for lookups of deep keys such as
+/// affinity groups and filters, which a `BTreeMap` would compare field by field many times.
+/// Never iterated, so its order cannot leak into results.
+type Map<K, V> = HashMap<K, V, BuildHasherDefault<DefaultHasher>>;
 
 /// Whether a cluster may take replicas of a workload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,7 +34,7 @@ pub(crate) enum Admission {
 
 /// The parts of a workload's policy that decide admission; workloads equal on these share the
 /// compiled result.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct FilterKey<'a> {
     affinity: Option<&'a ClusterAffinity>,
     apis: &'a [String],
@@ -133,6 +143,12 @@ impl Mask {
         }
     }
 
+    /// The `Open` and the `KeepOnly` clusters as bitsets (cluster `c` is bit `c % 64` of word
+    /// `c / 64`).
+    pub fn words(&self) -> (&[u64], &[u64]) {
+        (&self.open, &self.keep)
+    }
+
     /// Clusters that are `Open` or `KeepOnly`, in index order.
     pub fn admitted(&self) -> impl Iterator<Item = usize> + '_ {
         self.open.iter().zip(&self.keep).enumerate().flat_map(|(i, (o, k))| {
@@ -151,13 +167,6 @@ impl Mask {
     pub fn prefer_no_schedule(&self, c: usize) -> u32 {
         self.prefer_no_schedule.binary_search_by_key(&c, |&(x, _)| x).map_or(0, |i| self.prefer_no_schedule[i].1)
     }
-}
-
-/// A set of clusters as a bitset.
-type Bits = Vec<u64>;
-
-fn bit(bits: &[u64], c: usize) -> bool {
-    bits[c / 64] & (1 << (c % 64)) != 0
 }
 
 /// How a list of tolerations fares against one taint profile (a distinct set of taints).
@@ -194,7 +203,7 @@ struct Parts<'a> {
     words: usize,
     /// Per affinity group: the clusters that match, and why each other one does not.
     affinity: Vec<(Bits, Vec<Option<crate::AffinityMismatch>>)>,
-    affinity_ids: BTreeMap<Option<&'a ClusterAffinity>, usize>,
+    affinity_ids: Map<Option<&'a ClusterAffinity>, usize>,
     /// Clusters serving each API, having each capability, having each spread key.
     sets: Vec<Bits>,
     api_ids: BTreeMap<&'a str, usize>,
@@ -206,12 +215,15 @@ struct Parts<'a> {
     /// Per toleration list: outcome per profile, the closed and keep-only clusters, and the
     /// untolerated `PreferNoSchedule` counts.
     tolerations: Vec<TolerationPart>,
-    toleration_ids: BTreeMap<&'a [Toleration], usize>,
+    toleration_ids: Map<&'a [Toleration], usize>,
     cordoned: Bits,
+    /// Cluster name to index.
+    by_name: BTreeMap<&'a str, usize>,
+    selectors: Selectors<'a>,
 }
 
 impl<'a> Parts<'a> {
-    fn new(clusters: &[&Cluster]) -> Self {
+    fn new(clusters: &[&'a Cluster]) -> Self {
         let words = clusters.len().div_ceil(64);
         let mut by_profile: BTreeMap<(&[crate::Taint], bool, Option<i64>), usize> = BTreeMap::new();
         let mut profiles = Vec::new();
@@ -231,7 +243,7 @@ impl<'a> Parts<'a> {
         Parts {
             words,
             affinity: Vec::new(),
-            affinity_ids: BTreeMap::new(),
+            affinity_ids: Map::default(),
             sets: Vec::new(),
             api_ids: BTreeMap::new(),
             capability_ids: BTreeMap::new(),
@@ -239,19 +251,44 @@ impl<'a> Parts<'a> {
             profile_of,
             profiles,
             tolerations: Vec::new(),
-            toleration_ids: BTreeMap::new(),
+            toleration_ids: Map::default(),
             cordoned,
+            by_name: clusters.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect(),
+            selectors: Selectors::new(clusters),
         }
     }
 
-    fn set_of(words: usize, clusters: &[&Cluster], f: impl Fn(&Cluster) -> bool) -> Bits {
-        let mut bits = vec![0; words];
-        for (c, cluster) in clusters.iter().enumerate() {
-            if f(cluster) {
-                bits[c / 64] |= 1 << (c % 64);
+    /// Why each cluster fails `affinity` (the first failing part, in the order of
+    /// [`ClusterAffinity::check`]), from cached selector bitsets.
+    fn affinity_codes(&mut self, affinity: &'a ClusterAffinity, n: usize) -> Vec<Option<AffinityMismatch>> {
+        let names = |list: &[String]| {
+            let mut bits = vec![0u64; self.words];
+            for name in list {
+                if let Some(&c) = self.by_name.get(name.as_str()) {
+                    bits[c / 64] |= 1 << (c % 64);
+                }
             }
-        }
-        bits
+            bits
+        };
+        let excluded = names(&affinity.exclude);
+        let listed = (!affinity.cluster_names.is_empty()).then(|| names(&affinity.cluster_names));
+        let labels = affinity.label_selector.as_ref().map(|s| self.selectors.label_selector(s));
+        let location = affinity.location_selector.as_ref().map(|s| self.selectors.location_selector(s));
+        (0..n)
+            .map(|c| {
+                if bit(&excluded, c) {
+                    Some(AffinityMismatch::Excluded)
+                } else if listed.as_ref().is_some_and(|b| !bit(b, c)) {
+                    Some(AffinityMismatch::NotInClusterNames)
+                } else if labels.as_ref().is_some_and(|b| !bit(b, c)) {
+                    Some(AffinityMismatch::Labels)
+                } else if location.as_ref().is_some_and(|b| !bit(b, c)) {
+                    Some(AffinityMismatch::Location)
+                } else {
+                    None
+                }
+            })
+            .collect()
     }
 
     fn set_id(
@@ -272,8 +309,10 @@ impl<'a> Parts<'a> {
         let affinity = match self.affinity_ids.get(&key.affinity) {
             Some(&id) => id,
             None => {
-                let codes: Vec<Option<crate::AffinityMismatch>> =
-                    clusters.iter().map(|c| key.affinity.and_then(|a| a.check(c).err())).collect();
+                let codes = match key.affinity {
+                    Some(a) => self.affinity_codes(a, clusters.len()),
+                    None => vec![None; clusters.len()],
+                };
                 let mut ok = vec![0; words];
                 for (c, code) in codes.iter().enumerate() {
                     if code.is_none() {
@@ -290,7 +329,7 @@ impl<'a> Parts<'a> {
             .iter()
             .map(|api| {
                 Self::set_id(&mut self.sets, &mut self.api_ids, api, || {
-                    Self::set_of(words, clusters, |c| c.api_resources.contains(api))
+                    set_of(words, clusters, |c| c.api_resources.contains(api))
                 })
             })
             .collect();
@@ -299,7 +338,7 @@ impl<'a> Parts<'a> {
             .iter()
             .map(|cap| {
                 Self::set_id(&mut self.sets, &mut self.capability_ids, cap, || {
-                    Self::set_of(words, clusters, |c| c.capabilities.contains(cap))
+                    set_of(words, clusters, |c| c.capabilities.contains(cap))
                 })
             })
             .collect();
@@ -308,7 +347,7 @@ impl<'a> Parts<'a> {
             .iter()
             .map(|k| {
                 Self::set_id(&mut self.sets, &mut self.spread_key_ids, k, || {
-                    Self::set_of(words, clusters, |c| c.topology_value(k).is_some())
+                    set_of(words, clusters, |c| c.topology_value(k).is_some())
                 })
             })
             .collect();
@@ -373,8 +412,16 @@ impl<'a> Parts<'a> {
     }
 
     /// Every reason cluster `c` fails `key`, in the order of [`FilterKey::evaluate`].
+    #[cfg(debug_assertions)]
     fn reasons(&self, key: &FilterKey<'a>, parts: &Resolved, c: usize) -> Vec<Reason> {
         let mut reasons = Vec::new();
+        self.reasons_into(key, parts, c, &mut reasons);
+        reasons
+    }
+
+    /// Appends every reason cluster `c` fails `key` to `reasons`, in the order of
+    /// [`FilterKey::evaluate`].
+    fn reasons_into(&self, key: &FilterKey<'a>, parts: &Resolved, c: usize, reasons: &mut Vec<Reason>) {
         if let Some(part) = self.affinity[parts.affinity].1[c] {
             reasons.push(Reason::AffinityMismatch { part });
         }
@@ -397,22 +444,33 @@ impl<'a> Parts<'a> {
         if bit(&self.cordoned, c) {
             reasons.push(Reason::Cordoned);
         }
-        reasons
     }
 }
+
+/// The selectors of a preference.
+type PreferenceKey<'a> = (Option<&'a LabelSelector>, Option<&'a LocationSelector>);
 
 /// All distinct filters of a batch, compiled from shared parts.
 pub(crate) struct Filters<'a> {
     keys: Vec<(FilterKey<'a>, Resolved)>,
     masks: Vec<Mask>,
-    index: BTreeMap<FilterKey<'a>, usize>,
+    index: Map<FilterKey<'a>, usize>,
     parts: Parts<'a>,
+    /// The clusters each distinct preference matches (both selectors), for scoring.
+    preferences: Vec<Bits>,
+    preference_ids: Map<PreferenceKey<'a>, usize>,
+    /// The clusters each distinct `replicaScheduling.weights` entry matches (by name or label).
+    weight_entries: Vec<Bits>,
+    weight_entry_ids: Map<WeightKey<'a>, usize>,
 }
+
+/// The cluster-matching parts of a `replicaScheduling.weights` entry.
+type WeightKey<'a> = (&'a [String], Option<&'a LabelSelector>);
 
 impl<'a> Filters<'a> {
     /// Compiles every filter of every affinity group of `workloads`.
     pub fn compile(workloads: &[&'a Workload], clusters: &[&'a Cluster], now: Option<i64>) -> Self {
-        let mut index: BTreeMap<FilterKey<'a>, usize> = BTreeMap::new();
+        let mut index: Map<FilterKey<'a>, usize> = Map::default();
         let mut keys = Vec::new();
         let mut parts = Parts::new(clusters);
         for w in workloads {
@@ -425,7 +483,52 @@ impl<'a> Filters<'a> {
                 }
             }
         }
-        let masks: Vec<Mask> = keys.iter().map(|(_, r)| parts.mask(r)).collect();
+        let mut preferences = Vec::new();
+        let mut preference_ids = Map::default();
+        for p in workloads.iter().flat_map(|w| &w.preferences) {
+            let key = (p.label_selector.as_ref(), p.location_selector.as_ref());
+            preference_ids.entry(key).or_insert_with(|| {
+                let mut bits = match key.0 {
+                    Some(s) => parts.selectors.label_selector(s),
+                    None => parts.selectors.all(),
+                };
+                if let Some(s) = key.1 {
+                    super::selectors::and(&mut bits, &parts.selectors.location_selector(s));
+                }
+                #[cfg(debug_assertions)]
+                for (c, cluster) in clusters.iter().enumerate() {
+                    let matches =
+                        key.0.is_none_or(|s| s.matches(&cluster.labels)) && key.1.is_none_or(|s| s.matches(cluster));
+                    debug_assert_eq!(bit(&bits, c), matches, "{}", cluster.name);
+                }
+                preferences.push(bits);
+                preferences.len() - 1
+            });
+        }
+        let mut weight_entries = Vec::new();
+        let mut weight_entry_ids = Map::default();
+        for e in workloads.iter().flat_map(|w| &w.replica_scheduling.weights) {
+            let key: WeightKey<'a> = (&e.cluster_names, e.label_selector.as_ref());
+            weight_entry_ids.entry(key).or_insert_with(|| {
+                let mut bits = match key.1 {
+                    Some(s) => parts.selectors.label_selector(s),
+                    None => vec![0; parts.words],
+                };
+                for name in key.0 {
+                    if let Some(&c) = parts.by_name.get(name.as_str()) {
+                        bits[c / 64] |= 1 << (c % 64);
+                    }
+                }
+                #[cfg(debug_assertions)]
+                for (c, cluster) in clusters.iter().enumerate() {
+                    let matches = key.0.contains(&cluster.name) || key.1.is_some_and(|s| s.matches(&cluster.labels));
+                    debug_assert_eq!(bit(&bits, c), matches, "{}", cluster.name);
+                }
+                weight_entries.push(bits);
+                weight_entries.len() - 1
+            });
+        }
+        let masks: Vec<Mask> = super::par_map(keys.iter().collect(), |(_, r)| parts.mask(r));
         #[cfg(debug_assertions)]
         for ((key, resolved), mask) in keys.iter().zip(&masks) {
             for (c, cluster) in clusters.iter().enumerate() {
@@ -435,7 +538,28 @@ impl<'a> Filters<'a> {
                 debug_assert_eq!(parts.reasons(key, resolved, c), reasons, "{}", cluster.name);
             }
         }
-        Filters { keys, masks, index, parts }
+        Filters { keys, masks, index, parts, preferences, preference_ids, weight_entries, weight_entry_ids }
+    }
+
+    /// The id of a `replicaScheduling.weights` entry of a compiled workload, for
+    /// [`Filters::weight_entry`].
+    pub fn weight_entry_id(&self, e: &crate::ClusterWeight) -> usize {
+        self.weight_entry_ids.get(&(e.cluster_names.as_slice(), e.label_selector.as_ref())).copied().unwrap_or(0)
+    }
+
+    /// The clusters weight entry `id` matches.
+    pub fn weight_entry(&self, id: usize) -> &[u64] {
+        &self.weight_entries[id]
+    }
+
+    /// The id of preference `p` of a compiled workload, for [`Filters::preference`].
+    pub fn preference_id(&self, p: &Preference) -> usize {
+        self.preference_ids.get(&(p.label_selector.as_ref(), p.location_selector.as_ref())).copied().unwrap_or(0)
+    }
+
+    /// The clusters preference `id` matches.
+    pub fn preference(&self, id: usize) -> &[u64] {
+        &self.preferences[id]
     }
 
     /// The index of the filter of `w` under `affinity` (compiled by [`Filters::compile`]).
@@ -448,10 +572,10 @@ impl<'a> Filters<'a> {
         &self.masks[i]
     }
 
-    /// Every reason cluster `c` fails filter `i`, most fundamental first.
-    pub fn reasons(&self, i: usize, c: usize) -> Vec<Reason> {
+    /// Appends every reason cluster `c` fails filter `i` to `reasons`, most fundamental first.
+    pub fn reasons_into(&self, i: usize, c: usize, reasons: &mut Vec<Reason>) {
         let (key, resolved) = &self.keys[i];
-        self.parts.reasons(key, resolved, c)
+        self.parts.reasons_into(key, resolved, c, reasons);
     }
 }
 

@@ -100,6 +100,26 @@ impl Usage {
     }
 }
 
+/// `a / b` for a non-zero `b`, in 64-bit arithmetic when both fit (the common case after
+/// scaling), which is much cheaper than a 128-bit division.
+#[inline]
+fn div(a: u128, b: u128) -> u128 {
+    match (u64::try_from(a), u64::try_from(b)) {
+        (Ok(a), Ok(b)) => u128::from(a / b),
+        _ => a / b,
+    }
+}
+
+/// [`Quantity::per_mille_of`] on raw amounts, in 64-bit arithmetic when that is exact (the
+/// amounts are small enough that no scaling or saturation happens).
+#[inline]
+fn per_mille(part: u128, total: u128) -> u64 {
+    match (u64::try_from(part), u64::try_from(total)) {
+        (Ok(a), Ok(b)) if b != 0 && a <= u64::MAX / 1000 => (a * 1000 / b).min(1000),
+        _ => Quantity::from_nanos(part).per_mille_of(Quantity::from_nanos(total)),
+    }
+}
+
 fn pow10_unit(values: impl Iterator<Item = u128>) -> u128 {
     let mut unit = 1_000_000_000u128;
     for v in values {
@@ -263,7 +283,7 @@ impl<'a> Fleet<'a> {
                 continue;
             }
             let avail = free.saturating_sub(usage.used[base + r]);
-            let n = u64::try_from(avail / q).unwrap_or(u64::MAX);
+            let n = u64::try_from(div(avail, q)).unwrap_or(u64::MAX);
             if n < best.0 {
                 best = (n, Some(r));
             }
@@ -271,18 +291,43 @@ impl<'a> Fleet<'a> {
         best
     }
 
+    /// `min(fit, want)`: how many more replicas of `demand` fit on cluster `c`, counting only up
+    /// to `want`. Cheaper than [`Fleet::fit`] when `want` is small: a resource with room for
+    /// `want` replicas needs no division.
+    pub fn fit_at_most(&self, usage: &Usage, c: usize, demand: &Demand, want: u64) -> u64 {
+        let base = c * self.nr();
+        let mut best = want;
+        for &(r, q) in &demand.0 {
+            let free = self.free[base + r];
+            if free == UNLIMITED {
+                continue;
+            }
+            let avail = free.saturating_sub(usage.used[base + r]);
+            if q.checked_mul(u128::from(best)).is_some_and(|need| need <= avail) {
+                continue;
+            }
+            best = best.min(u64::try_from(div(avail, q)).unwrap_or(u64::MAX));
+        }
+        best
+    }
+
     /// The resources of which cluster `c` cannot hold `need` more replicas.
-    pub fn short_resources(&self, usage: &Usage, c: usize, demand: &Demand, need: u64) -> Vec<usize> {
+    pub fn short_resources<'s>(
+        &'s self,
+        usage: &'s Usage,
+        c: usize,
+        demand: &'s Demand,
+        need: u64,
+    ) -> impl Iterator<Item = usize> + 's {
         let base = c * self.nr();
         demand
             .0
             .iter()
-            .filter(|&&(r, q)| {
+            .filter(move |&&(r, q)| {
                 let free = self.free[base + r];
-                free != UNLIMITED && free.saturating_sub(usage.used[base + r]) / q < u128::from(need)
+                free != UNLIMITED && div(free.saturating_sub(usage.used[base + r]), q) < u128::from(need)
             })
             .map(|&(r, _)| r)
-            .collect()
     }
 
     /// Average free fraction (0..=100) of the requested resources on `c` after one more replica,
@@ -299,10 +344,10 @@ impl<'a> Fleet<'a> {
                 if cap == 0 { 0 } else { 1000 }
             } else {
                 let after = self.free[base + r].saturating_sub(usage.used[base + r]).saturating_sub(q);
-                Quantity::from_nanos(after).per_mille_of(Quantity::from_nanos(cap)).into()
+                per_mille(after, cap).into()
             };
         }
-        i64::try_from(sum / demand.0.len() as u128 / 10).unwrap_or(100)
+        i64::try_from(div(div(sum, demand.0.len() as u128), 10)).unwrap_or(100)
     }
 
     /// A fresh, empty usage.

@@ -24,18 +24,33 @@ mod improve;
 mod place;
 pub mod placer;
 mod score;
+mod selectors;
 mod spread;
 
 use std::collections::BTreeMap;
 
 use filter::{Admission, Filters};
 use fleet::{Counts, Fleet, Usage};
-use place::{Kept, Outcome, WorkloadCtx, count_of};
+use place::{Kept, NoRoom, Outcome, WorkloadCtx, count_of};
 
 use crate::{
     ClusterRejection, Decision, Phase, Placement, PlacementInput, Plan, Preemption, Reason, ValidationErrors, Workload,
     explain, validate::validate,
 };
+
+/// Maps `items` in order, in parallel where the `parallel` feature is on; the result is the same
+/// either way.
+pub(crate) fn par_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync + Send) -> Vec<R> {
+    #[cfg(feature = "parallel")]
+    {
+        use rayon::prelude::*;
+        items.into_par_iter().map(f).collect()
+    }
+    #[cfg(not(feature = "parallel"))]
+    {
+        items.into_iter().map(f).collect()
+    }
+}
 
 /// Validates `input` and places every workload. The same input always gives the same plan,
 /// whatever the order of clusters and workloads in it.
@@ -53,7 +68,7 @@ pub fn solve_validated(input: &PlacementInput) -> Plan {
     let filters = Filters::compile(&order, &fleet.clusters, input.now);
     let previous: BTreeMap<_, _> = input.previous.iter().map(|p| (p.workload.clone(), p)).collect();
     let contexts: Vec<WorkloadCtx<'_>> =
-        order.iter().map(|w| WorkloadCtx::new(w, &fleet, &filters, previous.get(&w.key()).copied())).collect();
+        par_map(order.iter().collect(), |w| WorkloadCtx::new(w, &fleet, &filters, previous.get(&w.key()).copied()));
 
     // Stage A: keep valid previous decisions, highest priority first.
     let mut usage = fleet.empty_usage();
@@ -352,36 +367,48 @@ fn finish(wc: &WorkloadCtx<'_>, fleet: &Fleet<'_>, filters: &Filters<'_>, o: Out
     } else {
         let filter = wc.filters[o.term];
         let mask = filters.mask(filter);
-        let capacity: BTreeMap<usize, &Vec<Reason>> = o.capacity_rejections.iter().map(|(c, r)| (*c, r)).collect();
-        let mut rejections: Vec<(usize, Vec<Reason>)> = Vec::new();
+        let mut capacity = o.capacity_rejections.iter().peekable();
+        let mut unavailable: Vec<ClusterRejection> = Vec::new();
+        // Reasons are gathered here, then moved into a vector of exactly their length.
+        let mut scratch: Vec<Reason> = Vec::new();
         for c in 0..fleet.clusters.len() {
+            while capacity.next_if(|&&(x, _)| x < c).is_some() {}
+            let no_room = capacity.next_if(|&&(x, _)| x == c).map(|&(_, why)| why);
             if count_of(&o.counts, c) > 0 {
                 continue;
             }
-            if o.candidates.binary_search(&c).is_ok() {
-                rejections.push((c, vec![Reason::NotSelected]));
-                continue;
-            }
-            let admitted = match mask.admission(c) {
-                Admission::Open => true,
-                Admission::KeepOnly => count_of(&wc.previous, c) > 0,
-                Admission::Closed => false,
-            };
-            let mut reasons =
-                if !admitted || capacity.contains_key(&c) { filters.reasons(filter, c) } else { Vec::new() };
-            if let Some(extra) = capacity.get(&c) {
-                if extra.first() == Some(&Reason::ZeroWeight) {
-                    reasons.clear();
-                }
-                reasons.extend(extra.iter().cloned());
-            }
-            rejections.push((c, reasons));
+            let reasons =
+                if o.candidates.binary_search(&c).is_ok() {
+                    vec![Reason::NotSelected]
+                } else {
+                    let admitted = match mask.admission(c) {
+                        Admission::Open => true,
+                        Admission::KeepOnly => count_of(&wc.previous, c) > 0,
+                        Admission::Closed => false,
+                    };
+                    match no_room {
+                        Some(NoRoom::ZeroWeight) => vec![Reason::ZeroWeight],
+                        None if admitted => Vec::new(),
+                        _ => {
+                            filters.reasons_into(filter, c, &mut scratch);
+                            if let Some(NoRoom::Short { from, to }) = no_room {
+                                scratch.extend(o.short[from as usize..to as usize].iter().map(|&r| {
+                                    Reason::Insufficient { resource: fleet.resources[r as usize].to_string() }
+                                }));
+                            }
+                            let mut reasons = Vec::with_capacity(scratch.len());
+                            reasons.append(&mut scratch);
+                            reasons
+                        }
+                    }
+                };
+            unavailable.push(ClusterRejection { cluster: fleet.clusters[c].name.clone(), reasons });
         }
         let fallback_group = o.fell_back.then(|| affinity_group.clone()).flatten();
         let mut message = explain::message(&explain::Summary {
             total: fleet.clusters.len(),
             available: o.candidates.len(),
-            reasons: rejections.iter().map(|(_, r)| r.as_slice()),
+            reasons: unavailable.iter().map(|r| r.reasons.as_slice()),
             notes: &o.notes,
             divided: wc.divided(),
             requested: wc.replicas(),
@@ -389,10 +416,6 @@ fn finish(wc: &WorkloadCtx<'_>, fleet: &Fleet<'_>, filters: &Filters<'_>, o: Out
             fallback_group,
         });
         message.push_str(&events);
-        let unavailable = rejections
-            .into_iter()
-            .map(|(c, reasons)| ClusterRejection { cluster: fleet.clusters[c].name.clone(), reasons })
-            .collect();
         (message, unavailable)
     };
     Placement {

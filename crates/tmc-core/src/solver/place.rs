@@ -6,9 +6,10 @@ use super::{
     filter::{Admission, Filters},
     fleet::{Counts, Demand, Fleet, Usage},
     score,
+    selectors::bit,
     spread::{Spread, select},
 };
-use crate::{ClusterAffinity, Division, Placement, Reason, RebalancePolicy, ReplicaSchedulingType, Workload};
+use crate::{ClusterAffinity, Division, Placement, RebalancePolicy, ReplicaSchedulingType, Workload};
 
 /// Previous decisions accepted in stage A.
 #[derive(Clone, Debug)]
@@ -21,14 +22,29 @@ pub(crate) struct Kept {
     pub degraded: bool,
 }
 
+/// Why a cluster that passed the filters takes no replicas; turned into [`Reason`]s only when the
+/// placement is explained.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum NoRoom {
+    /// Too little of the resources `short[from..to]` of the outcome (`Insufficient` each).
+    Short { from: u32, to: u32 },
+    /// Room, but a keep-only cluster may not hold more than it held (no extra reason).
+    Kept,
+    /// `replicaScheduling.weights` gives it weight 0.
+    ZeroWeight,
+}
+
 /// The result of placing one workload under one affinity group.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Outcome {
     pub term: usize,
     pub counts: Counts,
     pub complete: bool,
-    /// Clusters that passed the filters but had no room (or weight 0), with the reasons.
-    pub capacity_rejections: Vec<(usize, Vec<Reason>)>,
+    /// Clusters that passed the filters but had no room (or weight 0), with the reasons, in
+    /// cluster order.
+    pub capacity_rejections: Vec<(usize, NoRoom)>,
+    /// The resources [`NoRoom::Short`] entries point into.
+    pub short: Vec<u32>,
     /// Clusters that passed every filter and had room, sorted.
     pub candidates: Vec<usize>,
     /// Constraint shortfalls, as sentences (shown when the placement is not complete).
@@ -73,12 +89,15 @@ fn set_count(counts: &mut Counts, c: usize, n: u64) {
 pub(crate) struct Survey {
     /// Admitted clusters with room (and weight), sorted.
     pub candidates: Vec<usize>,
-    /// Replicas that fit, per cluster index (0 for non-candidates).
+    /// Replicas that fit, per cluster index, counted as far as placing the workload can use
+    /// (at least its replica count); 0 for non-candidates.
     pub room: Vec<u64>,
     /// Static weight per cluster index for Weighted division (0 elsewhere).
     pub weight: Vec<u64>,
-    /// Admitted clusters without room or with weight 0, with the reasons.
-    pub capacity_rejections: Vec<(usize, Vec<Reason>)>,
+    /// Admitted clusters without room or with weight 0, and why.
+    pub capacity_rejections: Vec<(usize, NoRoom)>,
+    /// The short resources `capacity_rejections` point into.
+    pub short: Vec<u32>,
 }
 
 /// Everything about one workload that does not change while the batch is placed.
@@ -93,6 +112,9 @@ pub(crate) struct WorkloadCtx<'a> {
     /// Previous replicas per cluster index (clusters that no longer exist are dropped).
     pub previous: Counts,
     previous_group: Option<&'a str>,
+    /// The compiled cluster sets of each preference and each `replicaScheduling.weights` entry.
+    preferences: Vec<usize>,
+    weight_entries: Vec<usize>,
 }
 
 impl<'a> WorkloadCtx<'a> {
@@ -114,6 +136,8 @@ impl<'a> WorkloadCtx<'a> {
             spread: Spread::new(w, fleet),
             previous,
             previous_group: prev.and_then(|p| p.affinity_group.as_deref()),
+            preferences: w.preferences.iter().map(|p| filters.preference_id(p)).collect(),
+            weight_entries: w.replica_scheduling.weights.iter().map(|e| filters.weight_entry_id(e)).collect(),
         }
     }
 
@@ -131,19 +155,16 @@ impl<'a> WorkloadCtx<'a> {
 
     /// Static weight of cluster `c` for Weighted division: the first matching entry, else 0;
     /// equal weights when no entry is given.
-    fn static_weight(&self, fleet: &Fleet<'_>, c: usize) -> u64 {
+    fn static_weight(&self, filters: &Filters<'_>, c: usize) -> u64 {
         let weights = &self.w.replica_scheduling.weights;
         if weights.is_empty() {
             return 1;
         }
-        let cluster = fleet.clusters[c];
         weights
             .iter()
-            .find(|e| {
-                e.cluster_names.contains(&cluster.name)
-                    || e.label_selector.as_ref().is_some_and(|s| s.matches(&cluster.labels))
-            })
-            .map_or(0, |e| u64::from(e.weight))
+            .zip(&self.weight_entries)
+            .find(|&(_, &id)| bit(filters.weight_entry(id), c))
+            .map_or(0, |(e, _)| u64::from(e.weight))
     }
 
     fn skew_value(&self) -> fn(u64) -> u64 {
@@ -160,7 +181,16 @@ impl<'a> WorkloadCtx<'a> {
         clusters: &[usize],
     ) -> Vec<i64> {
         let mask = filters.mask(self.filters[term]);
-        score::score(self.w, fleet, usage, &self.demand, clusters, &self.previous, |c| mask.prefer_no_schedule(c))
+        let preferences: Vec<(i64, &[u64])> = self
+            .w
+            .preferences
+            .iter()
+            .zip(&self.preferences)
+            .map(|(p, &id)| (i64::from(p.weight), filters.preference(id)))
+            .collect();
+        score::score(self.w, fleet, usage, &self.demand, clusters, &self.previous, &preferences, |c| {
+            mask.prefer_no_schedule(c)
+        })
     }
 
     /// Stage A: the part of the previous decisions that is still valid: clusters that still admit
@@ -196,7 +226,7 @@ impl<'a> WorkloadCtx<'a> {
             }
             let fit = fleet.fit(usage, c, &self.demand).0;
             let keep = if self.divided() {
-                if self.uses_static_weights() && self.static_weight(fleet, c) == 0 {
+                if self.uses_static_weights() && self.static_weight(filters, c) == 0 {
                     0
                 } else {
                     n.min(fit).min(max_per)
@@ -282,8 +312,9 @@ impl<'a> WorkloadCtx<'a> {
     }
 
     /// The clusters of affinity group `term` with room for the workload under `usage` (its
-    /// `candidates`, with their `room` and static `weight`), and those admitted but without room
-    /// or with weight 0, with the reasons. Clusters in `floor` stay candidates whatever their room.
+    /// `candidates`, with their `room`, counted as far as placing it can use, and static
+    /// `weight`), and those admitted but without room or with weight 0, with the reasons.
+    /// Clusters in `floor` stay candidates whatever their room.
     pub fn survey(
         &self,
         fleet: &Fleet<'_>,
@@ -296,9 +327,19 @@ impl<'a> WorkloadCtx<'a> {
         let rs = &self.w.replica_scheduling;
         let mask = filters.mask(self.filters[term]);
         let min_per = u64::from(rs.min_replicas_per_cluster.unwrap_or(0));
+        let max_per = rs.max_replicas_per_cluster.map_or(u64::MAX, u64::from);
         let need = if self.divided() { min_per.max(1) } else { r.max(1) };
+        // How far room is counted on each cluster: every use of it below is bounded by this (the
+        // replica count, or, for Dynamic division, whose weights are the room, maxReplicasPerCluster).
+        let fit_limit = match (self.divided(), rs.division) {
+            (true, Division::Dynamic) => max_per,
+            _ => r,
+        }
+        .max(r)
+        .max(need);
         let n_clusters = fleet.clusters.len();
-        let mut capacity_rejections: Vec<(usize, Vec<Reason>)> = Vec::new();
+        let mut capacity_rejections: Vec<(usize, NoRoom)> = Vec::new();
+        let mut short: Vec<u32> = Vec::new();
         let mut cands: Vec<usize> = Vec::new();
         // Dense per-cluster room and weight of the candidates (0 elsewhere).
         let mut raw = vec![0u64; n_clusters];
@@ -311,26 +352,28 @@ impl<'a> WorkloadCtx<'a> {
             if keep_cap == 0 {
                 continue;
             }
-            let (fit, binding) = fleet.fit(usage, c, &self.demand);
             // `usage` excludes the floor, so `fit` already counts the room the kept replicas use.
+            let fit = fleet.fit_at_most(usage, c, &self.demand, fit_limit);
             let cap = fit.min(keep_cap);
             if cap < need && count_of(floor, c) == 0 {
-                let mut reasons = Vec::new();
-                if fit < need {
+                let why = if fit < need {
                     // Name every resource that falls short, as kube-scheduler does.
-                    let short = fleet.short_resources(usage, c, &self.demand, need);
-                    let short = if short.is_empty() { binding.into_iter().collect() } else { short };
-                    reasons.extend(
-                        short.into_iter().map(|r| Reason::Insufficient { resource: fleet.resources[r].to_string() }),
-                    );
-                }
-                capacity_rejections.push((c, reasons));
+                    let from = short.len();
+                    short.extend(fleet.short_resources(usage, c, &self.demand, need).map(|r| r as u32));
+                    if short.len() == from {
+                        short.extend(fleet.fit(usage, c, &self.demand).1.map(|r| r as u32));
+                    }
+                    NoRoom::Short { from: from as u32, to: short.len() as u32 }
+                } else {
+                    NoRoom::Kept
+                };
+                capacity_rejections.push((c, why));
                 continue;
             }
             if self.uses_static_weights() {
-                let wt = self.static_weight(fleet, c);
+                let wt = self.static_weight(filters, c);
                 if wt == 0 {
-                    capacity_rejections.push((c, vec![Reason::ZeroWeight]));
+                    capacity_rejections.push((c, NoRoom::ZeroWeight));
                     continue;
                 }
                 weight[c] = wt;
@@ -338,7 +381,7 @@ impl<'a> WorkloadCtx<'a> {
             cands.push(c);
             raw[c] = cap;
         }
-        Survey { candidates: cands, room: raw, weight, capacity_rejections }
+        Survey { candidates: cands, room: raw, weight, capacity_rejections, short }
     }
 
     /// Places the workload under affinity group `term`, keeping at least `floor` replicas on the
@@ -356,14 +399,42 @@ impl<'a> WorkloadCtx<'a> {
         let rs = &w.replica_scheduling;
         let min_per = u64::from(rs.min_replicas_per_cluster.unwrap_or(0));
         let max_per = rs.max_replicas_per_cluster.map_or(u64::MAX, u64::from);
-        let Survey { candidates: mut cands, room: raw, weight, capacity_rejections } =
+        let Survey { candidates: mut cands, room: raw, weight, capacity_rejections, short } =
             self.survey(fleet, filters, usage, term, floor);
         let scores = self.scores(fleet, filters, usage, term, &cands);
-        let mut rank: Vec<(i64, usize)> = scores.into_iter().zip(cands.iter().copied()).collect();
-        rank.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        let ranked: Vec<usize> = rank.iter().map(|&(_, c)| c).collect();
-        let mut notes = Vec::new();
+        // Highest score first, ties by cluster index: one integer key per candidate (the score's
+        // order reversed in the high half, the cluster in the low half) sorts fastest.
+        let mut rank: Vec<u128> = scores
+            .into_iter()
+            .zip(cands.iter().copied())
+            .map(|(s, c)| (u128::from(!((s as u64) ^ (1 << 63))) << 64) | c as u128)
+            .collect();
         let limit = w.number_of_clusters.map_or(usize::MAX, |n| n as usize);
+        // Without spread constraints (and for any division but Aggregated, which reorders all
+        // candidates by capacity), selection reads only a prefix of the ranking: each cluster it
+        // reads is chosen, or is one of the `floor` clusters chosen first. Only that prefix is
+        // sorted; the order of what it reads is the same.
+        let prefix = if self.spread.constraints.is_empty() && !(self.divided() && rs.division == Division::Aggregated) {
+            let chosen = if self.divided() {
+                limit.min(usize::try_from(r / min_per.max(1)).unwrap_or(usize::MAX)).max(floor.len())
+            } else {
+                limit
+            };
+            chosen.max(floor.len()).saturating_add(floor.len())
+        } else {
+            usize::MAX
+        };
+        if prefix < rank.len() {
+            if prefix == 0 {
+                rank.clear();
+            } else {
+                rank.select_nth_unstable(prefix - 1);
+                rank.truncate(prefix);
+            }
+        }
+        rank.sort_unstable();
+        let ranked: Vec<usize> = rank.iter().map(|&k| (k as u64) as usize).collect();
+        let mut notes = Vec::new();
         let initial: Vec<usize> = floor.iter().map(|&(c, _)| c).collect();
 
         let mut counts: Counts = if r == 0 {
@@ -470,7 +541,7 @@ impl<'a> WorkloadCtx<'a> {
             notes.extend(self.exhaustion(fleet, usage, &counts, max_per));
         }
         cands.sort_unstable();
-        Outcome { term, counts, complete, capacity_rejections, candidates: cands, notes, ..Outcome::default() }
+        Outcome { term, counts, complete, capacity_rejections, short, candidates: cands, notes, ..Outcome::default() }
     }
 
     /// Moves replicas from the largest to the smallest group of a skew-violating constraint;

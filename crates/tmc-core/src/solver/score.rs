@@ -6,7 +6,10 @@
 //! and `LeastAllocated`, weight 1 each. Scores only order clusters; they never override a hard
 //! constraint.
 
-use super::fleet::{Demand, Fleet, Usage};
+use super::{
+    fleet::{Demand, Fleet, Usage},
+    selectors::bit,
+};
 use crate::{Prioritizer, PrioritizerName, Workload};
 
 /// Score points removed per untolerated `PreferNoSchedule` taint.
@@ -17,7 +20,9 @@ const DEFAULT_PRIORITIZERS: [Prioritizer; 2] = [
     Prioritizer { name: PrioritizerName::LeastAllocated, weight: 1 },
 ];
 
-/// Scores each cluster of `cands` for `w` given the batch's usage so far.
+/// Scores each cluster of `cands` for `w` given the batch's usage so far. `preferences` holds,
+/// for each of `w.preferences` in order, its weight and the clusters it matches (a bitset).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn score(
     w: &Workload,
     fleet: &Fleet<'_>,
@@ -25,23 +30,31 @@ pub(crate) fn score(
     demand: &Demand,
     cands: &[usize],
     previous: &[(usize, u64)],
+    preferences: &[(i64, &[u64])],
     prefer_no_schedule: impl Fn(usize) -> u32,
 ) -> Vec<i64> {
     let prioritizers: &[Prioritizer] = if w.prioritizers.is_empty() { &DEFAULT_PRIORITIZERS } else { &w.prioritizers };
-    let max_on = cands.iter().map(|&c| usage.workloads_on[c]).max().unwrap_or(0).max(1);
-    let costs: Vec<f64> = cands.iter().filter_map(|&c| fleet.clusters[c].cost).collect();
-    let (min_cost, max_cost) =
-        costs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+    let uses = |name: PrioritizerName| prioritizers.iter().any(|p| p.name == name);
+    let max_on = if uses(PrioritizerName::Balance) {
+        cands.iter().map(|&c| usage.workloads_on[c]).max().unwrap_or(0).max(1)
+    } else {
+        1
+    };
+    let (min_cost, max_cost) = if uses(PrioritizerName::Cost) {
+        cands
+            .iter()
+            .filter_map(|&c| fleet.clusters[c].cost)
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(x), hi.max(x)))
+    } else {
+        (f64::INFINITY, f64::NEG_INFINITY)
+    };
     cands
         .iter()
         .map(|&c| {
-            let cluster = fleet.clusters[c];
             let mut total: i64 = 0;
-            for p in &w.preferences {
-                let labels_ok = p.label_selector.as_ref().is_none_or(|s| s.matches(&cluster.labels));
-                let location_ok = p.location_selector.as_ref().is_none_or(|s| s.matches(cluster));
-                if labels_ok && location_ok {
-                    total += i64::from(p.weight);
+            for &(weight, matches) in preferences {
+                if bit(matches, c) {
+                    total += weight;
                 }
             }
             for p in prioritizers {
@@ -56,7 +69,7 @@ pub(crate) fn score(
                     }
                     PrioritizerName::LeastAllocated => fleet.least_allocated(usage, c, demand),
                     PrioritizerName::MostAllocated => 100 - fleet.least_allocated(usage, c, demand),
-                    PrioritizerName::Cost => match cluster.cost {
+                    PrioritizerName::Cost => match fleet.clusters[c].cost {
                         None => 0,
                         Some(_) if max_cost <= min_cost => 100,
                         // Costs are validated finite and >= 0, so this stays within 0..=100.

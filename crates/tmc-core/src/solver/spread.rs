@@ -13,19 +13,31 @@ pub(crate) struct Spread<'w> {
     /// `groups[k][c]`: the group id of cluster `c` under constraint `k` (`None`: lacks the key),
     /// shared with every workload spreading over the same key.
     groups: Vec<&'w [Option<u32>]>,
+    /// Per constraint: one more than the largest group id (the slot of clusters lacking the key).
+    slots: Vec<usize>,
 }
 
 impl<'w> Spread<'w> {
     /// The spread of `w`, with group ids compiled once per key by the fleet.
     pub fn new(w: &'w Workload, fleet: &'w Fleet<'_>) -> Self {
-        let groups = w.spread_constraints.iter().map(|s| fleet.groups(&s.topology_key)).collect();
-        Spread { constraints: &w.spread_constraints, groups }
+        let groups: Vec<&[Option<u32>]> = w.spread_constraints.iter().map(|s| fleet.groups(&s.topology_key)).collect();
+        let slots = groups.iter().map(|g| g.iter().flatten().max().map_or(0, |&m| m as usize + 1)).collect();
+        Spread { constraints: &w.spread_constraints, groups, slots }
     }
 
     /// The group of cluster `c` under constraint `k` (clusters lacking the key never get here:
     /// the filter closes them; they map to a group of their own to stay total).
     pub fn group(&self, k: usize, c: usize) -> u32 {
         self.groups[k].get(c).copied().flatten().unwrap_or(u32::MAX)
+    }
+
+    /// A dense index of the group of cluster `c` under constraint `k`, below `slots(k) + 1`
+    /// (clusters lacking the key share the last slot), one to one with [`Spread::group`].
+    fn slot(&self, k: usize, c: usize) -> usize {
+        match self.group(k, c) {
+            u32::MAX => self.slots[k],
+            g => g as usize,
+        }
     }
 
     /// Sums `value(c)` per group of constraint `k` over the clusters in `counts` with a non-zero count.
@@ -75,6 +87,29 @@ impl<'w> Spread<'w> {
     }
 }
 
+/// Clusters chosen per group of one constraint, dense by group slot.
+struct Tally {
+    count: Vec<u64>,
+    /// Slots with a non-zero count.
+    used: Vec<usize>,
+    /// The largest count (0 when none).
+    hi: u64,
+}
+
+impl Tally {
+    fn new(slots: usize) -> Self {
+        Tally { count: vec![0; slots], used: Vec::new(), hi: 0 }
+    }
+
+    fn add(&mut self, g: usize) {
+        if self.count[g] == 0 {
+            self.used.push(g);
+        }
+        self.count[g] += 1;
+        self.hi = self.hi.max(self.count[g]);
+    }
+}
+
 /// Result of [`select`].
 pub(crate) struct Selection {
     /// Chosen clusters, in the order chosen.
@@ -119,11 +154,12 @@ pub(crate) fn select(
         }
         return Selection { chosen, reps: Vec::new(), shortfalls: Vec::new() };
     }
-    let mut counts: Vec<BTreeMap<u32, u64>> = vec![BTreeMap::new(); k_count];
+    // Clusters chosen per group (dense by slot), the groups in use, and the largest count.
+    let mut counts: Vec<Tally> = (0..k_count).map(|k| Tally::new(spread.slots[k] + 1)).collect();
     let covered = std::cell::Cell::new(covered);
-    let add = |c: usize, counts: &mut Vec<BTreeMap<u32, u64>>, chosen: &mut Vec<usize>, is_chosen: &mut Vec<bool>| {
+    let add = |c: usize, counts: &mut Vec<Tally>, chosen: &mut Vec<usize>, is_chosen: &mut Vec<bool>| {
         for (k, ck) in counts.iter_mut().enumerate() {
-            *ck.entry(spread.group(k, c)).or_insert(0) += 1;
+            ck.add(spread.slot(k, c));
         }
         chosen.push(c);
         is_chosen[c] = true;
@@ -134,18 +170,18 @@ pub(crate) fn select(
     for &c in initial {
         add(c, &mut counts, &mut chosen, &mut is_chosen);
     }
-    let admissible = |c: usize, counts: &[BTreeMap<u32, u64>]| {
+    let admissible = |c: usize, counts: &[Tally]| {
         spread.constraints.iter().enumerate().all(|(k, s)| {
-            let g = spread.group(k, c);
-            let current = counts[k].get(&g).copied();
-            if current.is_none() && s.max_groups.is_some_and(|m| counts[k].len() >= m as usize) {
+            let t = &counts[k];
+            let g = spread.slot(k, c);
+            let current = t.count[g];
+            if current == 0 && s.max_groups.is_some_and(|m| t.used.len() >= m as usize) {
                 return false;
             }
             if dup_skew && let Some(skew) = s.max_skew {
-                let after = current.unwrap_or(0) + 1;
-                let hi = counts[k].values().copied().max().unwrap_or(0).max(after);
-                let lo =
-                    counts[k].iter().filter(|(gg, _)| **gg != g).map(|(_, v)| *v).min().unwrap_or(after).min(after);
+                let after = current + 1;
+                let hi = t.hi.max(after);
+                let lo = t.used.iter().filter(|&&gg| gg != g).map(|&gg| t.count[gg]).min().unwrap_or(after).min(after);
                 if hi - lo > u64::from(skew) {
                     return false;
                 }
@@ -158,7 +194,7 @@ pub(crate) fn select(
     let mut reps = Vec::new();
     loop {
         let deficient: Vec<usize> = (0..k_count)
-            .filter(|&k| spread.constraints[k].min_groups.is_some_and(|m| counts[k].len() < m as usize))
+            .filter(|&k| spread.constraints[k].min_groups.is_some_and(|m| counts[k].used.len() < m as usize))
             .collect();
         if deficient.is_empty() || chosen.len() >= limit {
             break;
@@ -168,7 +204,7 @@ pub(crate) fn select(
             if is_chosen[c] || !admissible(c, &counts) {
                 continue;
             }
-            let gain = deficient.iter().filter(|&&k| !counts[k].contains_key(&spread.group(k, c))).count();
+            let gain = deficient.iter().filter(|&&k| counts[k].count[spread.slot(k, c)] == 0).count();
             if gain > 0 && best.is_none_or(|(_, g)| gain > g) {
                 best = Some((c, gain));
             }
@@ -184,7 +220,7 @@ pub(crate) fn select(
     let mut shortfalls = Vec::new();
     for (k, s) in spread.constraints.iter().enumerate() {
         if let Some(min) = s.min_groups
-            && counts[k].len() < min as usize
+            && counts[k].used.len() < min as usize
         {
             let mut eligible: Vec<u32> = order.iter().map(|&c| spread.group(k, c)).collect();
             eligible.sort_unstable();
