@@ -12,8 +12,8 @@
 //! workload (a lower priority never takes replicas from a higher one). A final pass extends
 //! every incomplete workload into whatever room the moves left.
 //!
-//! Work is bounded: a few blockers per workload and a trial budget that grows slowly with the
-//! batch, so large batches pay little. Deterministic: fixed orders, ties by index.
+//! Work is bounded: a few blockers per workload and a trial budget inversely proportional to the
+//! fleet size (a trial costs about one placement over the fleet), so large fleets pay little. Deterministic: fixed orders, ties by index.
 
 use super::{
     extend,
@@ -25,6 +25,9 @@ use crate::{Preemption, RebalancePolicy};
 
 /// A trial's gain, the grown outcome and the blockers' new outcomes.
 type Trial = (f64, Outcome, Vec<(usize, Outcome)>);
+
+/// The improvement step's budget, in cluster visits (trials x clusters).
+const TRIAL_CLUSTER_VISITS: usize = 30_000;
 
 /// Blockers tried per workload.
 const BLOCKERS_PER_WORKLOAD: usize = 4;
@@ -59,7 +62,9 @@ pub(crate) fn improve(
             .iter()
             .any(|&(c, _)| count_of(&old.counts, c) == 0 && guarded[c].is_some_and(|p| p > contexts[x].w.priority))
     };
-    let mut budget = 64 + n / 50;
+    // A trial costs about one placement over the fleet, so the budget is in cluster visits: about
+    // 30,000 (300 trials at 100 clusters, 30 at 1,000), at least 16 trials.
+    let mut budget = (TRIAL_CLUSTER_VISITS / fleet.clusters.len().max(1)).max(16);
     // What the workloads that may not move (they had previous decisions) use: a workload that
     // cannot grow even with every movable one gone is not worth a trial.
     let mut fixed = fleet.empty_usage();
