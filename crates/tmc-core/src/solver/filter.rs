@@ -217,13 +217,19 @@ struct Parts<'a> {
     tolerations: Vec<TolerationPart>,
     toleration_ids: Map<&'a [Toleration], usize>,
     cordoned: Bits,
-    /// Cluster name to index.
-    by_name: BTreeMap<&'a str, usize>,
+    /// Cluster names by index (sorted, so a name's index is found by binary search).
+    names: Vec<&'a str>,
     selectors: Selectors<'a>,
 }
 
 impl<'a> Parts<'a> {
+    /// The index of the cluster called `name`.
+    fn index_of(&self, name: &str) -> Option<usize> {
+        self.names.binary_search(&name).ok()
+    }
+
     fn new(clusters: &[&'a Cluster]) -> Self {
+        debug_assert!(clusters.windows(2).all(|w| w[0].name <= w[1].name), "clusters must be sorted by name");
         let words = clusters.len().div_ceil(64);
         let mut by_profile: BTreeMap<(&[crate::Taint], bool, Option<i64>), usize> = BTreeMap::new();
         let mut profiles = Vec::new();
@@ -253,7 +259,7 @@ impl<'a> Parts<'a> {
             tolerations: Vec::new(),
             toleration_ids: Map::default(),
             cordoned,
-            by_name: clusters.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect(),
+            names: clusters.iter().map(|c| c.name.as_str()).collect(),
             selectors: Selectors::new(clusters),
         }
     }
@@ -264,7 +270,7 @@ impl<'a> Parts<'a> {
         let names = |list: &[String]| {
             let mut bits = vec![0u64; self.words];
             for name in list {
-                if let Some(&c) = self.by_name.get(name.as_str()) {
+                if let Some(c) = self.index_of(name) {
                     bits[c / 64] |= 1 << (c % 64);
                 }
             }
@@ -515,7 +521,7 @@ impl<'a> Filters<'a> {
                     None => vec![0; parts.words],
                 };
                 for name in key.0 {
-                    if let Some(&c) = parts.by_name.get(name.as_str()) {
+                    if let Some(c) = parts.index_of(name) {
                         bits[c / 64] |= 1 << (c % 64);
                     }
                 }

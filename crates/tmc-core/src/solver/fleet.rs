@@ -16,8 +16,6 @@ pub(crate) const UNLIMITED: u128 = u128::MAX;
 pub(crate) struct Fleet<'a> {
     /// Clusters, sorted by name; a cluster's index is its identity inside the solver.
     pub clusters: Vec<&'a Cluster>,
-    /// Name to index.
-    pub by_name: BTreeMap<&'a str, usize>,
     /// Resource names; a resource's index addresses the arrays below.
     pub resources: Vec<&'a str>,
     res_index: BTreeMap<&'a str, usize>,
@@ -135,7 +133,6 @@ impl<'a> Fleet<'a> {
     pub fn compile(input: &'a PlacementInput) -> Self {
         let mut clusters: Vec<&Cluster> = input.clusters.iter().collect();
         clusters.sort_by(|a, b| a.name.cmp(&b.name));
-        let by_name = clusters.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect();
         let mut names: BTreeSet<&str> = BTreeSet::from([PODS]);
         for c in &clusters {
             names.extend(c.capacity.keys().map(String::as_str));
@@ -191,15 +188,15 @@ impl<'a> Fleet<'a> {
                 (key, values.iter().map(|v| v.map(|v| ids[v])).collect())
             })
             .collect();
-        Fleet { clusters, by_name, resources, res_index, unit, free, capacity, topology }
+        Fleet { clusters, resources, res_index, unit, free, capacity, topology }
     }
 
     /// The fleet one or a few workloads see, built from a [`ClusterTable`] of `clusters` (sorted
     /// by name, as the table was built) without re-reading every cluster: only the resources the
     /// workloads request (and `pods`), all in nano-units.
     pub fn for_workloads(clusters: &'a [Cluster], workloads: &[&'a Workload], table: &ClusterTable) -> Self {
+        debug_assert!(clusters.windows(2).all(|w| w[0].name <= w[1].name), "clusters must be sorted by name");
         let clusters: Vec<&Cluster> = clusters.iter().collect();
-        let by_name = clusters.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect();
         let mut names: BTreeSet<&str> = BTreeSet::from([PODS]);
         for w in workloads {
             names.extend(w.resources.keys().map(String::as_str));
@@ -238,7 +235,12 @@ impl<'a> Fleet<'a> {
                 (key, values.iter().map(|v| v.map(|v| ids[v])).collect())
             })
             .collect();
-        Fleet { clusters, by_name, resources, res_index, unit: vec![1; nr], free, capacity, topology }
+        Fleet { clusters, resources, res_index, unit: vec![1; nr], free, capacity, topology }
+    }
+
+    /// The index of the cluster called `name` (clusters are sorted by name).
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.clusters.binary_search_by(|c| c.name.as_str().cmp(name)).ok()
     }
 
     /// Free capacity per cluster and resource, flat (`[cluster * resources + resource]`), scaled.

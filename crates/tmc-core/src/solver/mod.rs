@@ -153,11 +153,8 @@ pub fn cluster_scores(input: &PlacementInput, plan: &Plan, key: &crate::Workload
     let mut usage = fleet.empty_usage();
     for p in plan.placements.iter().filter(|p| p.workload != *key) {
         let Some(other) = by_key.get(&p.workload) else { continue };
-        let counts: Counts = p
-            .decisions
-            .iter()
-            .filter_map(|d| fleet.by_name.get(d.cluster.as_str()).map(|&c| (c, u64::from(d.replicas))))
-            .collect();
+        let counts: Counts =
+            p.decisions.iter().filter_map(|d| fleet.index_of(&d.cluster).map(|c| (c, u64::from(d.replicas)))).collect();
         fleet.add(&mut usage, &counts, &fleet.demand(other));
     }
     let term = own

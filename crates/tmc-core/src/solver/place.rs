@@ -124,7 +124,7 @@ impl<'a> WorkloadCtx<'a> {
         let mut previous = Counts::new();
         for d in prev.map(|p| p.decisions.as_slice()).unwrap_or_default() {
             // A cluster that no longer exists holds nothing any more.
-            if let Some(&c) = fleet.by_name.get(d.cluster.as_str()) {
+            if let Some(c) = fleet.index_of(&d.cluster) {
                 set_count(&mut previous, c, u64::from(d.replicas));
             }
         }
