@@ -2,6 +2,7 @@
 //! bound, and the time of each.
 //!
 //! `cargo run --release -p tmc-benches --example exact_vs_fast -- [workloads] [clusters] [low|high] [max-variables]`
+//! (`--features highs` and `SOLVER=highs` to solve with HiGHS).
 
 use std::time::Instant;
 
@@ -29,7 +30,13 @@ fn main() {
         fast.gap * 100.0,
         fast_time.as_secs_f64() * 1e3
     );
-    let options = ExactOptions { max_variables: arg(3, 1_000_000), ..ExactOptions::default() };
+    #[allow(unused_mut)]
+    let mut options = ExactOptions { max_variables: arg(3, 1_000_000), ..ExactOptions::default() };
+    // Built with `--features highs`, `SOLVER=highs` solves with HiGHS instead of microlp.
+    #[cfg(feature = "highs")]
+    if std::env::var("SOLVER").is_ok_and(|s| s == "highs") {
+        options.solver = tmc_core::ExactSolver::Highs;
+    }
     let t = Instant::now();
     match solve_exact(&input, &options) {
         Ok(exact) => {
