@@ -31,7 +31,7 @@ use super::{
     fleet::{Counts, Fleet, UNLIMITED},
     place::{Outcome, Survey, WorkloadCtx},
 };
-use crate::{PlacementInput, Plan, ValidationErrors, Workload, validate::validate};
+use crate::{PlacementInput, Plan, ValidationErrors, validate::validate};
 
 /// The MILP solver exact mode uses.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -94,8 +94,7 @@ pub enum ExactError {
 pub fn solve_exact(input: &PlacementInput, options: &ExactOptions) -> Result<Plan, ExactError> {
     validate(input)?;
     let fleet = Fleet::compile(input);
-    let mut order: Vec<&Workload> = input.workloads.iter().collect();
-    order.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.key().cmp(&b.key())));
+    let order = super::placement_order(input);
     let filters = Filters::compile(&order, &fleet.clusters, input.now);
     let previous: BTreeMap<_, _> = input.previous.iter().map(|p| (p.workload.clone(), p)).collect();
     let contexts: Vec<WorkloadCtx<'_>> =
@@ -441,7 +440,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Cluster, Phase, Quantity, ReplicaSchedulingType};
+    use crate::{Cluster, Phase, Quantity, ReplicaSchedulingType, Workload};
 
     fn cluster(name: &str, cpu: u64) -> Cluster {
         let mut c = Cluster { name: name.into(), ..Cluster::default() };

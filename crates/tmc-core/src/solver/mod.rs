@@ -63,8 +63,7 @@ pub fn solve(input: &PlacementInput) -> Result<Plan, ValidationErrors> {
 /// panic, but the result is unspecified.
 pub fn solve_validated(input: &PlacementInput) -> Plan {
     let fleet = Fleet::compile(input);
-    let mut order: Vec<&Workload> = input.workloads.iter().collect();
-    order.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.key().cmp(&b.key())));
+    let order = placement_order(input);
     let filters = Filters::compile(&order, &fleet.clusters, input.now);
     let previous: BTreeMap<_, _> = input.previous.iter().map(|p| (p.workload.clone(), p)).collect();
     let contexts: Vec<WorkloadCtx<'_>> =
@@ -133,6 +132,13 @@ pub fn solve_validated(input: &PlacementInput) -> Plan {
     let mut placements: Vec<Placement> = pairs.map(finish).collect();
     placements.sort_by(|a, b| a.workload.cmp(&b.workload));
     Plan { placements, objective: certificate.objective, bound: certificate.bound, gap: certificate.gap }
+}
+
+/// The workloads in placement order: highest priority first, ties by `namespace/name`.
+fn placement_order(input: &PlacementInput) -> Vec<&Workload> {
+    let mut order: Vec<&Workload> = input.workloads.iter().collect();
+    order.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.key().cmp(&b.key())));
+    order
 }
 
 /// The score each cluster that admits the workload `key` gets, as the solver ranks clusters for
