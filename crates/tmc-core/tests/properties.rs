@@ -343,7 +343,12 @@ fn workload(i: usize, n_clusters: usize) -> impl Strategy<Value = Workload> {
 }
 
 fn input() -> impl Strategy<Value = PlacementInput> {
-    (1usize..9, 1usize..7).prop_flat_map(|(nc, nw)| {
+    input_sized(9, 7)
+}
+
+/// Inputs with fewer than `clusters` clusters and `workloads` workloads (at least one of each).
+fn input_sized(clusters: usize, workloads: usize) -> impl Strategy<Value = PlacementInput> {
+    (1usize..clusters, 1usize..workloads).prop_flat_map(|(nc, nw)| {
         let clusters: Vec<_> = (0..nc).map(cluster).collect();
         let workloads: Vec<_> = (0..nw).map(|i| workload(i, nc)).collect();
         (clusters, workloads).prop_map(|(clusters, workloads)| PlacementInput {
@@ -680,16 +685,7 @@ proptest! {
 
 /// Small instances the MILP solves in milliseconds.
 fn small_input() -> impl Strategy<Value = PlacementInput> {
-    (1usize..6, 1usize..6).prop_flat_map(|(nc, nw)| {
-        let clusters: Vec<_> = (0..nc).map(cluster).collect();
-        let workloads: Vec<_> = (0..nw).map(|i| workload(i, nc)).collect();
-        (clusters, workloads).prop_map(|(clusters, workloads)| PlacementInput {
-            clusters,
-            workloads,
-            previous: vec![],
-            now: None,
-        })
-    })
+    input_sized(6, 6)
 }
 
 proptest! {

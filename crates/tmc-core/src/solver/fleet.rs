@@ -118,6 +118,19 @@ fn per_mille(part: u128, total: u128) -> u64 {
     }
 }
 
+/// Topology group ids of every cluster per key (`None`: the cluster lacks the key). Ids follow
+/// the sorted values, so they do not depend on input order.
+fn topology<'a>(clusters: &[&'a Cluster], keys: BTreeSet<&'a str>) -> BTreeMap<&'a str, Vec<Option<u32>>> {
+    keys.into_iter()
+        .map(|key| {
+            let values: Vec<Option<&str>> = clusters.iter().map(|c| c.topology_value(key)).collect();
+            let ids: BTreeMap<&str, u32> =
+                values.iter().flatten().copied().collect::<BTreeSet<_>>().into_iter().zip(0..).collect();
+            (key, values.iter().map(|v| v.map(|v| ids[v])).collect())
+        })
+        .collect()
+}
+
 fn pow10_unit(values: impl Iterator<Item = u128>) -> u128 {
     let mut unit = 1_000_000_000u128;
     for v in values {
@@ -179,15 +192,7 @@ impl<'a> Fleet<'a> {
         }
         let keys: BTreeSet<&str> =
             input.workloads.iter().flat_map(|w| w.spread_constraints.iter().map(|s| s.topology_key.as_str())).collect();
-        let topology = keys
-            .into_iter()
-            .map(|key| {
-                let values: Vec<Option<&str>> = clusters.iter().map(|c| c.topology_value(key)).collect();
-                let ids: BTreeMap<&str, u32> =
-                    values.iter().flatten().copied().collect::<BTreeSet<_>>().into_iter().zip(0..).collect();
-                (key, values.iter().map(|v| v.map(|v| ids[v])).collect())
-            })
-            .collect();
+        let topology = topology(&clusters, keys);
         Fleet { clusters, resources, res_index, unit, free, capacity, topology }
     }
 
@@ -226,15 +231,7 @@ impl<'a> Fleet<'a> {
         }
         let keys: BTreeSet<&str> =
             workloads.iter().flat_map(|w| w.spread_constraints.iter().map(|s| s.topology_key.as_str())).collect();
-        let topology = keys
-            .into_iter()
-            .map(|key| {
-                let values: Vec<Option<&str>> = clusters.iter().map(|c| c.topology_value(key)).collect();
-                let ids: BTreeMap<&str, u32> =
-                    values.iter().flatten().copied().collect::<BTreeSet<_>>().into_iter().zip(0..).collect();
-                (key, values.iter().map(|v| v.map(|v| ids[v])).collect())
-            })
-            .collect();
+        let topology = topology(&clusters, keys);
         Fleet { clusters, resources, res_index, unit: vec![1; nr], free, capacity, topology }
     }
 
