@@ -77,3 +77,18 @@ pub fn settled_input(workloads: usize, clusters: usize) -> PlacementInput {
         .collect();
     PlacementInput { clusters, workloads, previous: Vec::new(), now: None }
 }
+
+impl Case {
+    /// The case named by example arguments `[workloads] [clusters] [low|high]` (`default` fills
+    /// what is missing or unparsable), and the number at position 3 (`extra`, or its default).
+    pub fn from_args(args: &[String], default: Case, extra: usize) -> (Case, usize) {
+        let arg = |i: usize, d: usize| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
+        let contention = match args.get(2).map(String::as_str) {
+            Some("low") => Contention::Low,
+            Some("high") => Contention::High,
+            _ => default.contention,
+        };
+        let case = Case { workloads: arg(0, default.workloads), clusters: arg(1, default.clusters), contention };
+        (case, arg(3, extra))
+    }
+}

@@ -12,12 +12,8 @@ use tmc_sim::generate::Contention;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let arg = |i: usize, default: usize| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(default);
-    let contention = match args.get(2).map(String::as_str) {
-        Some("low") => Contention::Low,
-        _ => Contention::High,
-    };
-    let case = Case { workloads: arg(0, 1_000), clusters: arg(1, 100), contention };
+    let (case, max_variables) =
+        Case::from_args(&args, Case { workloads: 1_000, clusters: 100, contention: Contention::High }, 1_000_000);
     let input = case.input();
     let t = Instant::now();
     let fast = solve_validated(&input);
@@ -31,7 +27,7 @@ fn main() {
         fast_time.as_secs_f64() * 1e3
     );
     #[allow(unused_mut)]
-    let mut options = ExactOptions { max_variables: arg(3, 1_000_000), ..ExactOptions::default() };
+    let mut options = ExactOptions { max_variables, ..ExactOptions::default() };
     // Built with `--features highs`, `SOLVER=highs` solves with HiGHS instead of microlp.
     #[cfg(feature = "highs")]
     if std::env::var("SOLVER").is_ok_and(|s| s == "highs") {

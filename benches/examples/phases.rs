@@ -16,13 +16,9 @@ use tmc_sim::generate::{Contention, GPU, demand_ratio};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let arg = |i: usize, default: usize| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(default);
-    let contention = match args.get(2).map(String::as_str) {
-        Some("low") => Contention::Low,
-        _ => Contention::High,
-    };
+    let (case, _) =
+        Case::from_args(&args, Case { workloads: 10_000, clusters: 1_000, contention: Contention::High }, 0);
     let verbose = std::env::var_os("VERBOSE").is_some();
-    let case = Case { workloads: arg(0, 10_000), clusters: arg(1, 1_000), contention };
 
     let t = Instant::now();
     let input = case.input();

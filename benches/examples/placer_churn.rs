@@ -11,13 +11,8 @@ use tmc_sim::generate::Contention;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let arg = |i: usize, default: usize| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(default);
-    let contention = match args.get(2).map(String::as_str) {
-        Some("high") => Contention::High,
-        _ => Contention::Low,
-    };
-    let case = Case { workloads: arg(0, 10_000), clusters: arg(1, 1_000), contention };
-    let n = arg(3, 20);
+    let (case, n) =
+        Case::from_args(&args, Case { workloads: 10_000, clusters: 1_000, contention: Contention::Low }, 20);
     let input = case.input();
     let t = Instant::now();
     let Ok(mut placer) = Placer::new(input) else { panic!("generated inputs are valid") };
