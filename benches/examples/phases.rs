@@ -47,7 +47,7 @@ fn main() {
 
     println!("objective {:.6e} bound {:.6e} gap {:.4}%", plan.objective, plan.bound, plan.gap * 100.0);
     let count = |phase| plan.placements.iter().filter(|p| p.phase == phase).count();
-    let rejections: usize = plan.placements.iter().map(|p| p.unavailable.len()).sum();
+    let rejections: usize = plan.placements.iter().flat_map(|p| &p.unavailable).map(|c| c.clusters as usize).sum();
     let ratio = |r| demand_ratio(&input, r).map_or("n/a".to_string(), |x| format!("{x:.2}"));
     let pairs: usize = input.workloads.iter().map(|w| w.cluster_affinities.len().max(1) * input.clusters.len()).sum();
     println!("case {} (valid: {valid}); {pairs} (workload, affinity group, cluster) filter checks", case.id());
@@ -59,7 +59,7 @@ fn main() {
     }
     println!("plan drop  {:>10.3} ms (of a clone)", drop_time.as_secs_f64() * 1e3);
     println!(
-        "phases: {} scheduled, {} partially, {} unschedulable; {rejections} cluster rejections listed",
+        "phases: {} scheduled, {} partially, {} unschedulable; {rejections} (cluster, reason) pairs counted in `unavailable`",
         count(Phase::Scheduled),
         count(Phase::PartiallyScheduled),
         count(Phase::Unschedulable)

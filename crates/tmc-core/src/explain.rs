@@ -3,18 +3,19 @@
 //! `0/12 clusters are available: 5 did not match cluster affinity, 4 had untolerated taint
 //! {maintenance=true:NoSchedule}, 3 had insufficient nvidia.com/gpu.` Each unavailable cluster is
 //! counted under its most fundamental reason (and, when that is capacity, under every resource that
-//! fell short, as kube-scheduler does); the full list is in [`crate::Placement::unavailable`].
+//! fell short, as kube-scheduler does). The same counts are in [`crate::Placement::unavailable`];
+//! every reason of every cluster comes from [`crate::cluster_rejections`].
 
 use std::collections::BTreeMap;
 
-use crate::Reason;
+use crate::{Reason, ReasonCount};
 
 /// What a message is built from.
-pub(crate) struct Summary<'a, I: Iterator<Item = &'a [Reason]>> {
+pub(crate) struct Summary<'a> {
     pub total: usize,
     pub available: usize,
-    /// Each unavailable cluster's reasons, most fundamental first.
-    pub reasons: I,
+    /// Unused clusters per reason, as in [`crate::Placement::unavailable`].
+    pub counts: &'a [ReasonCount],
     pub notes: &'a [String],
     pub divided: bool,
     pub requested: u64,
@@ -23,26 +24,12 @@ pub(crate) struct Summary<'a, I: Iterator<Item = &'a [Reason]>> {
 }
 
 /// Builds the message.
-pub(crate) fn message<'a, I: Iterator<Item = &'a [Reason]> + Clone>(s: &Summary<'a, I>) -> String {
-    // Counted per distinct reason first, so each phrase is formatted once; reasons with the same
-    // phrase (the parts of an affinity mismatch) are merged below.
-    let mut counts: BTreeMap<&Reason, usize> = BTreeMap::new();
-    for reasons in s.reasons.clone() {
-        let counted: &[Reason] = match reasons {
-            [Reason::NotSelected, ..] | [] => &[],
-            [Reason::Insufficient { .. }, ..] => {
-                let n = reasons.iter().take_while(|r| matches!(r, Reason::Insufficient { .. })).count();
-                &reasons[..n]
-            }
-            [first, ..] => std::slice::from_ref(first),
-        };
-        for r in counted {
-            *counts.entry(r).or_insert(0) += 1;
-        }
-    }
+pub(crate) fn message(s: &Summary<'_>) -> String {
+    // Reasons with the same phrase (the parts of an affinity mismatch) are merged; feasible
+    // clusters that were not selected are already in `available`.
     let mut histogram: BTreeMap<String, usize> = BTreeMap::new();
-    for (r, n) in counts {
-        *histogram.entry(r.phrase()).or_insert(0) += n;
+    for count in s.counts.iter().filter(|n| n.reason != Reason::NotSelected) {
+        *histogram.entry(count.reason.phrase()).or_insert(0) += count.clusters as usize;
     }
     let mut parts: Vec<(String, usize)> = histogram.into_iter().collect();
     parts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));

@@ -36,7 +36,7 @@ pub mod validate;
 mod workload;
 
 pub use cluster::{Cluster, Location};
-pub use placement::{ClusterRejection, Decision, Phase, Placement, PlacementInput, Plan, Reason};
+pub use placement::{ClusterRejection, Decision, Phase, Placement, PlacementInput, Plan, Reason, ReasonCount};
 pub use quantity::{Quantity, QuantityError};
 pub use resources::ResourceList;
 pub use selector::{
@@ -45,7 +45,7 @@ pub use selector::{
 #[cfg(feature = "exact")]
 pub use solver::exact::{ExactError, ExactOptions, ExactSolver, solve_exact};
 pub use solver::{
-    cluster_scores,
+    cluster_rejections, cluster_scores,
     placer::{Placer, Update},
     solve, solve_validated,
 };

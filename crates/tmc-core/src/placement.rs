@@ -109,7 +109,19 @@ impl Reason {
     }
 }
 
-/// The reasons one cluster was not (fully) used.
+/// How many clusters one reason kept from taking (more of) a workload: one entry of
+/// [`Placement::unavailable`].
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReasonCount {
+    /// The reason.
+    pub reason: Reason,
+    /// How many clusters it applies to.
+    pub clusters: u32,
+}
+
+/// The reasons one cluster was not (fully) used, from [`crate::cluster_rejections`].
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -158,9 +170,15 @@ pub struct Placement {
     /// controller solves again later to continue (0 when settled).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub rebalance_pending: u64,
-    /// Per-cluster reasons, for workloads that are not fully placed.
+    /// Why clusters were not (fully) used, for workloads that are not fully placed: how many
+    /// clusters each reason applies to, most clusters first (ties in [`Reason`] order). As in
+    /// `message` (and kube-scheduler), each unused cluster counts under its most fundamental
+    /// reason only, or, when that is capacity, under every resource that fell short; feasible
+    /// clusters that were not chosen count as [`Reason::NotSelected`]. Every reason of every
+    /// cluster is available on demand from [`crate::cluster_rejections`]: listing them here would
+    /// cost clusters × unplaced workloads entries.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub unavailable: Vec<ClusterRejection>,
+    pub unavailable: Vec<ReasonCount>,
 }
 
 /// The solver's output.

@@ -3,9 +3,12 @@
 
 use tmc_core::{Phase, PlacementInput, Plan, solve};
 
+fn parse(yaml: &str) -> PlacementInput {
+    serde_saphyr::from_str(yaml).unwrap_or_else(|e| panic!("bad test YAML: {e}"))
+}
+
 fn solve_yaml(yaml: &str) -> Plan {
-    let input: PlacementInput = serde_saphyr::from_str(yaml).unwrap_or_else(|e| panic!("bad test YAML: {e}"));
-    solve(&input).unwrap_or_else(|e| panic!("invalid test input: {e}"))
+    solve(&parse(yaml)).unwrap_or_else(|e| panic!("invalid test input: {e}"))
 }
 
 fn render(plan: &Plan) -> String {
@@ -203,7 +206,9 @@ workloads:
   - {name: w, resources: {cpu: '2', memory: 4Gi, nvidia.com/gpu: '1'}}
 ";
     let plan = check(yaml, "default/w Unschedulable");
-    let names: Vec<String> = plan.placements[0].unavailable[0].reasons.iter().map(|r| r.phrase()).collect();
+    let input = parse(yaml);
+    let rejections = tmc_core::cluster_rejections(&input, &plan.placements[0].workload).unwrap().unwrap();
+    let names: Vec<String> = rejections[0].reasons.iter().map(|r| r.phrase()).collect();
     assert_eq!(names, ["had insufficient cpu", "had insufficient memory", "had insufficient nvidia.com/gpu"]);
     assert_eq!(
         plan.placements[0].message,
@@ -418,8 +423,29 @@ workloads:
         p.message,
         "0/3 clusters are available: 1 did not match cluster affinity, 1 had insufficient nvidia.com/gpu, 1 had untolerated taint {maintenance=true:NoSchedule}."
     );
-    assert_eq!(p.unavailable.len(), 3);
-    assert_eq!(p.unavailable[1].cluster, "b");
+    let counts: Vec<(String, u32)> = p.unavailable.iter().map(|c| (c.reason.phrase(), c.clusters)).collect();
+    assert_eq!(
+        counts,
+        [
+            ("did not match cluster affinity".to_string(), 1),
+            ("had untolerated taint {maintenance=true:NoSchedule}".to_string(), 1),
+            ("had insufficient nvidia.com/gpu".to_string(), 1)
+        ]
+    );
+    let input = parse(yaml);
+    let rejections = tmc_core::cluster_rejections(&input, &p.workload).unwrap().unwrap();
+    let by_cluster: Vec<(&str, Vec<String>)> =
+        rejections.iter().map(|r| (r.cluster.as_str(), r.reasons.iter().map(|x| x.phrase()).collect())).collect();
+    assert_eq!(
+        by_cluster,
+        [
+            ("a", vec!["had insufficient nvidia.com/gpu".to_string()]),
+            ("b", vec!["had untolerated taint {maintenance=true:NoSchedule}".to_string()]),
+            ("c", vec!["did not match cluster affinity".to_string()]),
+        ]
+    );
+    let unknown = tmc_core::WorkloadKey::new("default", "nope");
+    assert_eq!(tmc_core::cluster_rejections(&input, &unknown).unwrap(), None);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! `tmc-sim explain`: why a workload is placed the way it is, cluster by cluster, and the smallest
 //! changes that would place it fully, each verified by solving again.
 //!
-//! Per-cluster reasons come from the solver ([`tmc_core::Placement::unavailable`]). A fully placed
+//! Per-cluster reasons come from the solver ([`tmc_core::cluster_rejections`]). A fully placed
 //! workload carries none, so for it the solver is asked once more with a request no fleet can
 //! hold (a Divided workload asks for [`MAX_REPLICAS`] replicas, a Duplicated one for a copy on
 //! every cluster): the clusters it then still cannot use are listed with their reasons, the others
@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tmc_core::{
     AffinityMismatch, Cluster, ClusterAffinity, ClusterWeight, Phase, Placement, PlacementInput, Plan, Quantity,
     Reason, ReplicaSchedulingType, Taint, Toleration, TolerationOperator, ValidationErrors, Workload, WorkloadKey,
-    solve, solve_validated, validate::MAX_REPLICAS,
+    cluster_rejections, solve, solve_validated, validate::MAX_REPLICAS,
 };
 
 use crate::metrics::{self, Churn};
@@ -266,14 +266,15 @@ fn verify(changed: &PlacementInput, plan: &Plan, key: &WorkloadKey) -> Option<(u
 /// Reasons per cluster: the solver's for a workload that is not fully placed, else those of a
 /// probe that asks for more than any fleet holds (see the module docs).
 fn reasons_by_cluster(input: &PlacementInput, w: &Workload, p: &Placement) -> BTreeMap<String, Vec<Reason>> {
-    let from = |p: &Placement| -> BTreeMap<String, Vec<Reason>> {
-        p.unavailable.iter().map(|r| (r.cluster.clone(), r.reasons.clone())).collect()
+    let key = w.key();
+    let from = |input: &PlacementInput| -> BTreeMap<String, Vec<Reason>> {
+        let rejections = cluster_rejections(input, &key).ok().flatten().unwrap_or_default();
+        rejections.into_iter().map(|r| (r.cluster, r.reasons)).collect()
     };
     if p.phase != Phase::Scheduled {
-        return from(p);
+        return from(input);
     }
     let mut probe = input.clone();
-    let key = w.key();
     let n = u32::try_from(input.clusters.len()).unwrap_or(u32::MAX).max(1);
     for pw in probe.workloads.iter_mut().filter(|pw| pw.key() == key) {
         match pw.replica_scheduling.kind {
@@ -281,8 +282,7 @@ fn reasons_by_cluster(input: &PlacementInput, w: &Workload, p: &Placement) -> BT
             ReplicaSchedulingType::Duplicated => pw.number_of_clusters = Some(n),
         }
     }
-    let probed = solve_validated(&probe);
-    let mut out = probed.get(&key).map(from).unwrap_or_default();
+    let mut out = from(&probe);
     // A cluster the real plan uses is not rejected, whatever the probe says.
     for d in &p.decisions {
         out.remove(&d.cluster);

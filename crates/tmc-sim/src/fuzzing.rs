@@ -13,9 +13,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use tmc_core::{
     Cluster, ClusterAffinity, ClusterWeight, Decision, Division, LabelSelector, LabelSelectorRequirement,
     LocationSelector, Phase, Placement, PlacementInput, Plan, Preemption, Preference, Prioritizer, PrioritizerName,
-    Quantity, QuantityError, RebalancePolicy, ReplicaSchedulingType, SelectorOperator, SpreadConstraint, Taint,
-    TaintEffect, Toleration, TolerationOperator, Workload, WorkloadKey, solve_validated, validate,
-    validate::MAX_REPLICAS,
+    Quantity, QuantityError, Reason, ReasonCount, RebalancePolicy, ReplicaSchedulingType, SelectorOperator,
+    SpreadConstraint, Taint, TaintEffect, Toleration, TolerationOperator, Workload, WorkloadKey, cluster_rejections,
+    solve_validated, validate, validate::MAX_REPLICAS,
 };
 
 use crate::{
@@ -779,6 +779,7 @@ pub fn check_plan(input: &PlacementInput, plan: &Plan) {
     assert!(validate(&again_input).is_ok(), "a plan fed back as previous decisions does not validate");
     let again = solve_validated(&again_input);
     check_invariants(&again_input, &again);
+    check_rejections(input, plan);
     for (first, second) in plan.placements.iter().zip(&again.placements) {
         let key = &first.workload;
         // A rebalancing workload may go on moving, round by round (`maxMovesPerRound`).
@@ -799,6 +800,34 @@ pub fn check_plan(input: &PlacementInput, plan: &Plan) {
             assert_eq!(second.phase, Phase::Scheduled, "{key}: a Scheduled placement is no longer Scheduled");
         }
     }
+}
+
+/// The per-cluster reasons of the first workload that is not fully placed name only unused
+/// clusters of the input, each with a reason, and counted by the documented rule they give the
+/// placement's `unavailable`.
+fn check_rejections(input: &PlacementInput, plan: &Plan) {
+    let Some(p) = plan.placements.iter().find(|p| p.phase != Phase::Scheduled) else { return };
+    let key = &p.workload;
+    let rejections = match cluster_rejections(input, key) {
+        Ok(Some(r)) => r,
+        other => panic!("{key}: no per-cluster reasons: {other:?}"),
+    };
+    let names: BTreeSet<&str> = input.clusters.iter().map(|c| c.name.as_str()).collect();
+    let mut counts: BTreeMap<Reason, u32> = BTreeMap::new();
+    for r in &rejections {
+        assert!(names.contains(r.cluster.as_str()), "{key}: rejection of unknown cluster {}", r.cluster);
+        assert!(p.decisions.iter().all(|d| d.cluster != r.cluster), "{key}: {} is used and rejected", r.cluster);
+        assert!(!r.reasons.is_empty(), "{key}: rejection of {} without a reason", r.cluster);
+        // The most fundamental reason, or every resource that fell short.
+        let shorts = r.reasons.iter().take_while(|x| matches!(x, Reason::Insufficient { .. })).count();
+        for reason in &r.reasons[..shorts.max(1)] {
+            *counts.entry(reason.clone()).or_insert(0) += 1;
+        }
+    }
+    let mut expected: Vec<ReasonCount> =
+        counts.into_iter().map(|(reason, clusters)| ReasonCount { reason, clusters }).collect();
+    expected.sort_by(|a, b| b.clusters.cmp(&a.clusters).then_with(|| a.reason.cmp(&b.reason)));
+    assert_eq!(p.unavailable, expected, "{key}: unavailable does not count the per-cluster reasons");
 }
 
 /// The per-replica demand of `w` for `resource` in nano-units: its request, and for `pods` one
@@ -937,10 +966,15 @@ fn check_invariants(input: &PlacementInput, plan: &Plan) {
                 }
             }
         }
-        for rejection in &p.unavailable {
-            assert!(clusters.contains_key(rejection.cluster.as_str()), "{key}: rejection of unknown cluster");
-            assert!(!rejection.reasons.is_empty(), "{key}: rejection of {} without a reason", rejection.cluster);
+        let unused = clusters.len() - p.decisions.len();
+        for count in &p.unavailable {
+            assert!(count.clusters >= 1 && count.clusters as usize <= unused, "{key}: {count:?} of {unused} unused");
         }
+        let is_short = |c: &&ReasonCount| matches!(c.reason, Reason::Insufficient { .. });
+        let counted: usize = p.unavailable.iter().filter(|c| !is_short(c)).map(|c| c.clusters as usize).sum::<usize>()
+            + p.unavailable.iter().filter(is_short).map(|c| c.clusters as usize).max().unwrap_or(0);
+        assert!(counted <= unused, "{key}: {counted} clusters counted, {unused} unused");
+        assert!(p.unavailable.windows(2).all(|w| w[0].clusters >= w[1].clusters), "{key}: unavailable not sorted");
     }
 
     // What is left on each cluster once the whole plan is in: resource -> nano-units in use.

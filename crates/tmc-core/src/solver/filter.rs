@@ -453,6 +453,64 @@ impl<'a> Parts<'a> {
     }
 }
 
+/// The first reason [`Parts::reasons_into`] would give, as indices into the filter's parts: cheap
+/// to find and count for every cluster, turned into a [`Reason`] once per distinct code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum ReasonCode {
+    Affinity(AffinityMismatch),
+    /// Position in the filter's required APIs.
+    Api(u32),
+    /// Position in the filter's required capabilities.
+    Capability(u32),
+    /// Position in the filter's spread keys.
+    TopologyKey(u32),
+    /// The first taint reason of the filter's tolerations against this taint profile.
+    Taint(u32),
+    Cordoned,
+}
+
+impl<'a> Parts<'a> {
+    /// The first reason cluster `c` fails `key`, if any; the same as the first of
+    /// [`Parts::reasons_into`].
+    fn first_reason(&self, parts: &Resolved, c: usize) -> Option<ReasonCode> {
+        if let Some(part) = self.affinity[parts.affinity].1[c] {
+            return Some(ReasonCode::Affinity(part));
+        }
+        let missing = |sets: &[usize]| sets.iter().position(|&set| !bit(&self.sets[set], c));
+        let position = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);
+        if let Some(i) = missing(&parts.apis) {
+            return Some(ReasonCode::Api(position(i)));
+        }
+        if let Some(i) = missing(&parts.capabilities) {
+            return Some(ReasonCode::Capability(position(i)));
+        }
+        if let Some(i) = missing(&parts.spread_keys) {
+            return Some(ReasonCode::TopologyKey(position(i)));
+        }
+        let profile = self.profile_of[c];
+        if !self.tolerations[parts.tolerations].outcomes[profile].reasons.is_empty() {
+            return Some(ReasonCode::Taint(position(profile)));
+        }
+        if bit(&self.cordoned, c) {
+            return Some(ReasonCode::Cordoned);
+        }
+        None
+    }
+
+    /// The reason a [`ReasonCode`] of `key` stands for.
+    fn reason_of(&self, key: &FilterKey<'a>, parts: &Resolved, code: ReasonCode) -> Reason {
+        let at = |i: u32| i as usize;
+        match code {
+            ReasonCode::Affinity(part) => Reason::AffinityMismatch { part },
+            ReasonCode::Api(i) => Reason::MissingApi { api: key.apis[at(i)].clone() },
+            ReasonCode::Capability(i) => Reason::MissingCapability { capability: key.capabilities[at(i)].clone() },
+            ReasonCode::TopologyKey(i) => Reason::MissingTopologyKey { key: key.spread_keys[at(i)].to_string() },
+            ReasonCode::Taint(profile) => self.tolerations[parts.tolerations].outcomes[at(profile)].reasons[0].clone(),
+            ReasonCode::Cordoned => Reason::Cordoned,
+        }
+    }
+}
+
 /// The selectors of a preference.
 type PreferenceKey<'a> = (Option<&'a LabelSelector>, Option<&'a LocationSelector>);
 
@@ -582,6 +640,19 @@ impl<'a> Filters<'a> {
     pub fn reasons_into(&self, i: usize, c: usize, reasons: &mut Vec<Reason>) {
         let (key, resolved) = &self.keys[i];
         self.parts.reasons_into(key, resolved, c, reasons);
+    }
+}
+
+impl Filters<'_> {
+    /// The first reason cluster `c` fails filter `i`, as a code for [`Filters::reason_of`].
+    pub fn first_reason(&self, i: usize, c: usize) -> Option<ReasonCode> {
+        self.parts.first_reason(&self.keys[i].1, c)
+    }
+
+    /// The reason `code` (from [`Filters::first_reason`] of filter `i`) stands for.
+    pub fn reason_of(&self, i: usize, code: ReasonCode) -> Reason {
+        let (key, resolved) = &self.keys[i];
+        self.parts.reason_of(key, resolved, code)
     }
 }
 

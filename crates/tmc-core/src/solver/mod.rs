@@ -34,8 +34,8 @@ use fleet::{Counts, Fleet, Usage};
 use place::{Kept, NoRoom, Outcome, WorkloadCtx, count_of};
 
 use crate::{
-    ClusterRejection, Decision, Phase, Placement, PlacementInput, Plan, Preemption, Reason, ValidationErrors, Workload,
-    explain, validate::validate,
+    ClusterRejection, Decision, Phase, Placement, PlacementInput, Plan, Preemption, Reason, ReasonCount,
+    ValidationErrors, Workload, WorkloadKey, explain, validate::validate,
 };
 
 /// Maps `items` in order, in parallel where the `parallel` feature is on; the result is the same
@@ -62,6 +62,27 @@ pub fn solve(input: &PlacementInput) -> Result<Plan, ValidationErrors> {
 /// Places every workload of an input that [`crate::validate()`] accepted. Invalid input does not
 /// panic, but the result is unspecified.
 pub fn solve_validated(input: &PlacementInput) -> Plan {
+    solve_explained(input, None).0
+}
+
+/// Every cluster the workload `key` does not use in `solve(input)`'s plan, with every reason the
+/// solver found, most fundamental first (a cluster that passed every filter and had room but was
+/// not chosen: [`Reason::NotSelected`]). Empty when the workload is fully placed; `None` when it
+/// is not a workload of `input`.
+///
+/// The plan itself only counts reasons ([`Placement::unavailable`]): listing each cluster for each
+/// workload that is not fully placed would cost clusters × such workloads entries. This solves
+/// `input` again, so the reasons are exactly those of that plan, capacity included.
+pub fn cluster_rejections(
+    input: &PlacementInput,
+    key: &WorkloadKey,
+) -> Result<Option<Vec<ClusterRejection>>, ValidationErrors> {
+    validate(input)?;
+    Ok(solve_explained(input, Some(key)).1)
+}
+
+/// The plan, and the per-cluster reasons of the workload `detail` (if it is one).
+fn solve_explained(input: &PlacementInput, detail: Option<&WorkloadKey>) -> (Plan, Option<Vec<ClusterRejection>>) {
     let fleet = Fleet::compile(input);
     let order = placement_order(input);
     let filters = Filters::compile(&order, &fleet.clusters, input.now);
@@ -119,6 +140,11 @@ pub fn solve_validated(input: &PlacementInput) -> Plan {
     improve::improve(&contexts, &fleet, &filters, &certificate::replica_values(&contexts), &mut usage, &mut outcomes);
 
     let certificate = certificate::certify(&fleet, &filters, &contexts, &outcomes);
+    let detail = detail.and_then(|key| {
+        let i = contexts.iter().position(|wc| wc.w.key() == *key)?;
+        let o = &outcomes[i];
+        Some(if o.complete { Vec::new() } else { rejections(&contexts[i], &fleet, &filters, o) })
+    });
 
     // Explanations are independent per workload; build them in parallel where available.
     let finish = |(wc, o): (&WorkloadCtx<'_>, Outcome)| finish(wc, &fleet, &filters, o);
@@ -131,7 +157,8 @@ pub fn solve_validated(input: &PlacementInput) -> Plan {
     #[cfg(not(feature = "parallel"))]
     let mut placements: Vec<Placement> = pairs.map(finish).collect();
     placements.sort_by(|a, b| a.workload.cmp(&b.workload));
-    Plan { placements, objective: certificate.objective, bound: certificate.bound, gap: certificate.gap }
+    let plan = Plan { placements, objective: certificate.objective, bound: certificate.bound, gap: certificate.gap };
+    (plan, detail)
 }
 
 /// The workloads in placement order: highest priority first, ties by `namespace/name`.
@@ -342,8 +369,151 @@ fn place_set(counts: &mut Counts, c: usize, n: u64) {
     }
 }
 
-/// Turns an outcome into the public [`Placement`], with reasons for every cluster not used when
-/// the placement is not complete.
+/// How the solver saw a cluster that an incomplete outcome does not use.
+enum Unused {
+    /// It passed every filter and had room, but was not chosen.
+    NotSelected,
+    /// `replicaScheduling.weights` gives it weight 0.
+    ZeroWeight,
+    /// A filter rejects it, or it had no room (then [`NoRoom`] says why).
+    Rejected(Option<NoRoom>),
+    /// Admitted, with no recorded reason.
+    Unexplained,
+}
+
+/// Calls `f` for every cluster `o` does not use, in cluster order, with how the solver saw it.
+fn for_each_unused(
+    wc: &WorkloadCtx<'_>,
+    filters: &Filters<'_>,
+    o: &Outcome,
+    n: usize,
+    mut f: impl FnMut(usize, Unused),
+) {
+    let mask = filters.mask(wc.filters[o.term]);
+    let mut capacity = o.capacity_rejections.iter().peekable();
+    for c in 0..n {
+        while capacity.next_if(|&&(x, _)| x < c).is_some() {}
+        let no_room = capacity.next_if(|&&(x, _)| x == c).map(|&(_, why)| why);
+        if count_of(&o.counts, c) > 0 {
+            continue;
+        }
+        if o.candidates.binary_search(&c).is_ok() {
+            f(c, Unused::NotSelected);
+            continue;
+        }
+        let admitted = match mask.admission(c) {
+            Admission::Open => true,
+            Admission::KeepOnly => count_of(&wc.previous, c) > 0,
+            Admission::Closed => false,
+        };
+        f(
+            c,
+            match no_room {
+                Some(NoRoom::ZeroWeight) => Unused::ZeroWeight,
+                None if admitted => Unused::Unexplained,
+                _ => Unused::Rejected(no_room),
+            },
+        );
+    }
+}
+
+/// The resources an outcome's [`NoRoom::Short`] points to.
+fn short_resources(o: &Outcome, no_room: Option<NoRoom>) -> &[u32] {
+    match no_room {
+        Some(NoRoom::Short { from, to }) => &o.short[from as usize..to as usize],
+        _ => &[],
+    }
+}
+
+/// What one unused cluster is counted under: see [`Placement::unavailable`].
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Counted {
+    Filter(filter::ReasonCode),
+    Insufficient(u32),
+    ZeroWeight,
+    NotSelected,
+}
+
+/// Counts per [`Counted`]: a short list searched linearly (clusters usually fail for a handful of
+/// reasons), a map beyond that.
+#[derive(Default)]
+struct Tally {
+    few: Vec<(Counted, u32)>,
+    many: BTreeMap<Counted, u32>,
+}
+
+impl Tally {
+    fn add(&mut self, what: Counted) {
+        if let Some(e) = self.few.iter_mut().find(|e| e.0 == what) {
+            e.1 += 1;
+        } else if self.few.len() < 16 {
+            self.few.push((what, 1));
+        } else {
+            *self.many.entry(what).or_insert(0) += 1;
+        }
+    }
+}
+
+/// [`Placement::unavailable`] of an incomplete outcome. No per-cluster reason is built: each
+/// cluster adds one to a small code (see [`filter::ReasonCode`]), and only the distinct codes
+/// become [`Reason`]s.
+fn reason_counts(wc: &WorkloadCtx<'_>, fleet: &Fleet<'_>, filters: &Filters<'_>, o: &Outcome) -> Vec<ReasonCount> {
+    let filter = wc.filters[o.term];
+    let mut tally = Tally::default();
+    for_each_unused(wc, filters, o, fleet.clusters.len(), |c, unused| match unused {
+        Unused::NotSelected => tally.add(Counted::NotSelected),
+        Unused::ZeroWeight => tally.add(Counted::ZeroWeight),
+        Unused::Unexplained => {}
+        Unused::Rejected(no_room) => match filters.first_reason(filter, c) {
+            Some(code) => tally.add(Counted::Filter(code)),
+            None => short_resources(o, no_room).iter().for_each(|&r| tally.add(Counted::Insufficient(r))),
+        },
+    });
+    // Different codes can stand for the same reason (one taint in several taint profiles).
+    let mut counts: BTreeMap<Reason, u32> = BTreeMap::new();
+    for (what, n) in tally.few.into_iter().chain(tally.many) {
+        let reason = match what {
+            Counted::Filter(code) => filters.reason_of(filter, code),
+            Counted::Insufficient(r) => Reason::Insufficient { resource: fleet.resources[r as usize].to_string() },
+            Counted::ZeroWeight => Reason::ZeroWeight,
+            Counted::NotSelected => Reason::NotSelected,
+        };
+        *counts.entry(reason).or_insert(0) += n;
+    }
+    let mut counts: Vec<ReasonCount> =
+        counts.into_iter().map(|(reason, clusters)| ReasonCount { reason, clusters }).collect();
+    counts.sort_by(|a, b| b.clusters.cmp(&a.clusters).then_with(|| a.reason.cmp(&b.reason)));
+    counts
+}
+
+/// Every cluster an incomplete outcome does not use, with every reason found, most fundamental
+/// first.
+fn rejections(wc: &WorkloadCtx<'_>, fleet: &Fleet<'_>, filters: &Filters<'_>, o: &Outcome) -> Vec<ClusterRejection> {
+    let filter = wc.filters[o.term];
+    let mut out = Vec::new();
+    for_each_unused(wc, filters, o, fleet.clusters.len(), |c, unused| {
+        let reasons = match unused {
+            Unused::NotSelected => vec![Reason::NotSelected],
+            Unused::ZeroWeight => vec![Reason::ZeroWeight],
+            Unused::Unexplained => Vec::new(),
+            Unused::Rejected(no_room) => {
+                let mut reasons = Vec::new();
+                filters.reasons_into(filter, c, &mut reasons);
+                reasons.extend(
+                    short_resources(o, no_room)
+                        .iter()
+                        .map(|&r| Reason::Insufficient { resource: fleet.resources[r as usize].to_string() }),
+                );
+                reasons
+            }
+        };
+        out.push(ClusterRejection { cluster: fleet.clusters[c].name.clone(), reasons });
+    });
+    out
+}
+
+/// Turns an outcome into the public [`Placement`], with counts of the reasons clusters were not
+/// used when the placement is not complete.
 fn finish(wc: &WorkloadCtx<'_>, fleet: &Fleet<'_>, filters: &Filters<'_>, o: Outcome) -> Placement {
     let w = wc.w;
     let placed = o.placed();
@@ -368,50 +538,12 @@ fn finish(wc: &WorkloadCtx<'_>, fleet: &Fleet<'_>, filters: &Filters<'_>, o: Out
     let (message, unavailable) = if o.complete {
         (events.trim_start().to_string(), Vec::new())
     } else {
-        let filter = wc.filters[o.term];
-        let mask = filters.mask(filter);
-        let mut capacity = o.capacity_rejections.iter().peekable();
-        let mut unavailable: Vec<ClusterRejection> = Vec::new();
-        // Reasons are gathered here, then moved into a vector of exactly their length.
-        let mut scratch: Vec<Reason> = Vec::new();
-        for c in 0..fleet.clusters.len() {
-            while capacity.next_if(|&&(x, _)| x < c).is_some() {}
-            let no_room = capacity.next_if(|&&(x, _)| x == c).map(|&(_, why)| why);
-            if count_of(&o.counts, c) > 0 {
-                continue;
-            }
-            let reasons =
-                if o.candidates.binary_search(&c).is_ok() {
-                    vec![Reason::NotSelected]
-                } else {
-                    let admitted = match mask.admission(c) {
-                        Admission::Open => true,
-                        Admission::KeepOnly => count_of(&wc.previous, c) > 0,
-                        Admission::Closed => false,
-                    };
-                    match no_room {
-                        Some(NoRoom::ZeroWeight) => vec![Reason::ZeroWeight],
-                        None if admitted => Vec::new(),
-                        _ => {
-                            filters.reasons_into(filter, c, &mut scratch);
-                            if let Some(NoRoom::Short { from, to }) = no_room {
-                                scratch.extend(o.short[from as usize..to as usize].iter().map(|&r| {
-                                    Reason::Insufficient { resource: fleet.resources[r as usize].to_string() }
-                                }));
-                            }
-                            let mut reasons = Vec::with_capacity(scratch.len());
-                            reasons.append(&mut scratch);
-                            reasons
-                        }
-                    }
-                };
-            unavailable.push(ClusterRejection { cluster: fleet.clusters[c].name.clone(), reasons });
-        }
+        let unavailable = reason_counts(wc, fleet, filters, &o);
         let fallback_group = o.fell_back.then(|| affinity_group.clone()).flatten();
         let mut message = explain::message(&explain::Summary {
             total: fleet.clusters.len(),
             available: o.candidates.len(),
-            reasons: unavailable.iter().map(|r| r.reasons.as_slice()),
+            counts: &unavailable,
             notes: &o.notes,
             divided: wc.divided(),
             requested: wc.replicas(),
