@@ -132,6 +132,7 @@ fn solve_explained(input: &PlacementInput, detail: Option<&WorkloadKey>) -> (Pla
         }
         fleet.add(&mut usage, &outcome.counts, &wc.demand);
         fleet.add(&mut placed, &outcome.counts, &wc.demand);
+        outcome.forget_explanation_if_complete();
         outcomes.push(outcome);
     }
     for (o, e) in outcomes.iter_mut().zip(events) {

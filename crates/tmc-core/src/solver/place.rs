@@ -63,6 +63,16 @@ impl Outcome {
         Outcome { term: k.term, counts: k.counts, complete: k.complete, ..Outcome::default() }
     }
 
+    /// Drops what only the explanation of an incomplete outcome needs (a complete one has none):
+    /// kept for every workload, it would grow with workloads × clusters.
+    pub fn forget_explanation_if_complete(&mut self) {
+        if self.complete {
+            self.capacity_rejections = Vec::new();
+            self.short = Vec::new();
+            self.candidates = Vec::new();
+        }
+    }
+
     /// Replicas placed (Duplicated: summed over clusters).
     pub fn placed(&self) -> u64 {
         self.counts.iter().map(|&(_, n)| n).sum()
