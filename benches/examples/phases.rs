@@ -65,6 +65,11 @@ fn main() {
         count(Phase::Unschedulable)
     );
     println!("placements/s (last solve): {:.0}", case.workloads as f64 / solving.as_secs_f64());
+    // A fingerprint of the placements, to check that a speed-up leaves every plan bit for bit
+    // the same (SipHash with fixed keys: stable across runs of one toolchain).
+    let mut hasher = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(&format!("{:?}", plan.placements), &mut hasher);
+    println!("placements digest {:016x}", std::hash::Hasher::finish(&hasher));
 
     // Outcome per archetype (the name prefix), with one message of a workload not fully placed.
     let mut by_kind: BTreeMap<&str, ([usize; 3], Option<&str>)> = BTreeMap::new();

@@ -165,7 +165,8 @@ fn solve_explained(input: &PlacementInput, detail: Option<&WorkloadKey>) -> (Pla
 /// The workloads in placement order: highest priority first, ties by `namespace/name`.
 fn placement_order(input: &PlacementInput) -> Vec<&Workload> {
     let mut order: Vec<&Workload> = input.workloads.iter().collect();
-    order.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.key().cmp(&b.key())));
+    // The `namespace/name` key is built once per workload, not once per comparison.
+    order.sort_by_cached_key(|w| (std::cmp::Reverse(w.priority), w.key()));
     order
 }
 
