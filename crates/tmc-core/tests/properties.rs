@@ -719,6 +719,8 @@ enum Change {
     Scale(usize, u32, i32),
     /// Add this workload (renamed so it is new).
     Add(Box<Workload>),
+    /// Give workload `i % len` this cpu request (millicores).
+    Resize(usize, u64),
     /// Remove workload `i % len`.
     Remove(usize),
     /// Cordon or uncordon cluster `i % len`.
@@ -731,6 +733,7 @@ fn change(n_clusters: usize) -> impl Strategy<Value = Change> {
     prop_oneof![
         4 => (any::<usize>(), 0u32..13, -2i32..3).prop_map(|(i, r, p)| Change::Scale(i, r, p)),
         3 => (100usize..200).prop_flat_map(move |i| workload(i, n_clusters)).prop_map(|w| Change::Add(Box::new(w))),
+        2 => (any::<usize>(), 0u64..4000).prop_map(|(i, m)| Change::Resize(i, m)),
         2 => any::<usize>().prop_map(Change::Remove),
         1 => (any::<usize>(), any::<bool>()).prop_map(|(i, c)| Change::Cordon(i, c)),
         1 => any::<usize>().prop_map(Change::RemoveCluster),
@@ -750,18 +753,18 @@ fn simplify(w: &mut Workload) {
     }
 }
 
-/// A fleet, workloads that do not rebalance, and a list of changes. Half the cases have room to
-/// spare and simple workloads, so most of their changes take the incremental path.
+/// A fleet, workloads, and a list of changes. Half the cases have room to spare and simple
+/// workloads that do not rebalance, so most of their changes take the incremental path.
 fn placer_case() -> impl Strategy<Value = (PlacementInput, Vec<Change>)> {
     (1usize..9, 1usize..7, any::<bool>()).prop_flat_map(|(nc, nw, roomy)| {
         let clusters: Vec<_> = (0..nc).map(cluster).collect();
         let workloads: Vec<_> = (0..nw).map(|i| workload(i, nc)).collect();
         let changes = proptest::collection::vec(change(nc), 1..8);
         (clusters, workloads, changes).prop_map(move |(mut clusters, mut workloads, changes)| {
-            for w in &mut workloads {
-                w.rebalance.policy = RebalancePolicy::Never;
-            }
             if roomy {
+                for w in &mut workloads {
+                    w.rebalance.policy = RebalancePolicy::Never;
+                }
                 for c in &mut clusters {
                     for q in c.capacity.values_mut() {
                         *q = Quantity::from_nanos(q.nanos().saturating_mul(100));
@@ -806,6 +809,13 @@ proptest! {
                         continue;
                     }
                     reference.workloads.push(w.clone());
+                    placer.upsert_workload(w).map_err(|e| TestCaseError::fail(e.to_string()))?
+                }
+                Change::Resize(i, millis) => {
+                    let at = i % reference.workloads.len();
+                    let mut w = reference.workloads[at].clone();
+                    w.resources.insert("cpu".into(), Quantity::from_nanos(u128::from(millis) * 1_000_000));
+                    reference.workloads[at] = w.clone();
                     placer.upsert_workload(w).map_err(|e| TestCaseError::fail(e.to_string()))?
                 }
                 Change::Remove(i) => {

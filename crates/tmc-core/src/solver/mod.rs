@@ -90,55 +90,8 @@ fn solve_explained(input: &PlacementInput, detail: Option<&WorkloadKey>) -> (Pla
     let contexts: Vec<WorkloadCtx<'_>> =
         par_map(order.iter().collect(), |w| WorkloadCtx::new(w, &fleet, &filters, previous.get(&w.key()).copied()));
 
-    // Stage A: keep valid previous decisions, highest priority first.
-    let mut usage = fleet.empty_usage();
-    let mut kept: Vec<Option<Kept>> = Vec::with_capacity(contexts.len());
-    for wc in &contexts {
-        let k = wc.keep(&fleet, &filters, &usage);
-        if let Some(k) = &k {
-            fleet.add(&mut usage, &k.counts, &wc.demand);
-        }
-        kept.push(k);
-    }
-
-    // Stage B: everything else, highest priority first.
-    // What the workloads placed so far in stage B use (without later workloads' kept decisions).
-    let mut placed = fleet.empty_usage();
-    let mut outcomes: Vec<Outcome> = Vec::with_capacity(contexts.len());
-    let mut events: Vec<Vec<String>> = vec![Vec::new(); contexts.len()];
-    for i in 0..contexts.len() {
-        let wc = &contexts[i];
-        // A kept decision is already in `usage`; take it out so the outcome is added exactly once.
-        let k = kept[i].take();
-        if let Some(k) = &k {
-            fleet.remove(&mut usage, &k.counts, &wc.demand);
-        }
-        let floor: Counts = k.as_ref().filter(|k| !k.complete).map(|k| k.counts.clone()).unwrap_or_default();
-        let mut outcome = match k {
-            Some(k) if k.complete => match wc.rebalance(&fleet, &filters, &usage, &placed, &k) {
-                Some(moved) => moved,
-                None => Outcome::kept(k),
-            },
-            Some(k) => extend(wc, &fleet, &filters, &usage, k),
-            None => wc.place_fresh(&fleet, &filters, &usage),
-        };
-        if !outcome.complete && wc.w.preemption == Preemption::PreemptLowerPriority {
-            let victims = Victims { contexts: &contexts, first: i + 1, priority: wc.w.priority };
-            if let Some(better) =
-                preempt(wc, &fleet, &filters, &mut usage, &mut kept, &victims, &floor, &outcome, &mut events)
-            {
-                outcome = better;
-            }
-        }
-        fleet.add(&mut usage, &outcome.counts, &wc.demand);
-        fleet.add(&mut placed, &outcome.counts, &wc.demand);
-        outcome.forget_explanation_if_complete();
-        outcomes.push(outcome);
-    }
-    for (o, e) in outcomes.iter_mut().zip(events) {
-        o.events.extend(e);
-    }
-    improve::improve(&contexts, &fleet, &filters, &certificate::replica_values(&contexts), &mut usage, &mut outcomes);
+    let values = certificate::replica_values(&contexts);
+    let Placed { outcomes, .. } = place_all(&contexts, &fleet, &filters, fleet.empty_usage(), &values, true, None);
 
     let certificate = certificate::certify(&fleet, &filters, &contexts, &outcomes);
     let detail = detail.and_then(|key| {
@@ -160,6 +113,91 @@ fn solve_explained(input: &PlacementInput, detail: Option<&WorkloadKey>) -> (Pla
     placements.sort_by(|a, b| a.workload.cmp(&b.workload));
     let plan = Plan { placements, objective: certificate.objective, bound: certificate.bound, gap: certificate.gap };
     (plan, detail)
+}
+
+/// What [`place_all`] did.
+struct Placed {
+    /// One outcome per context, in placement order (fewer when `would_preempt`).
+    outcomes: Vec<Outcome>,
+    /// A workload would have preempted, which the caller did not allow; the outcomes are
+    /// incomplete.
+    would_preempt: bool,
+}
+
+/// Stages A and B and the improvement step for `contexts` (in placement order), on top of `base`:
+/// what every workload not among them uses (nothing, for a full solve). `values` are the
+/// objective's per-replica values. When `may_preempt` is false and a workload would preempt
+/// (only the caller could reach the victims), the pass stops and says so. `given_keep` is what
+/// stage A keeps of one context, when the caller knows it better (it saw other workloads).
+fn place_all(
+    contexts: &[WorkloadCtx<'_>],
+    fleet: &Fleet<'_>,
+    filters: &Filters<'_>,
+    base: Usage,
+    values: &[f64],
+    may_preempt: bool,
+    mut given_keep: Option<(usize, Option<Kept>)>,
+) -> Placed {
+    // Stage A: keep valid previous decisions, highest priority first.
+    let mut usage = base;
+    let mut kept: Vec<Option<Kept>> = Vec::with_capacity(contexts.len());
+    for (i, wc) in contexts.iter().enumerate() {
+        let k = match given_keep.take_if(|(at, _)| *at == i) {
+            Some((_, k)) => k,
+            None => wc.keep(fleet, filters, &usage),
+        };
+        if let Some(k) = &k {
+            fleet.add(&mut usage, &k.counts, &wc.demand);
+        }
+        kept.push(k);
+    }
+
+    // Stage B: everything else, highest priority first.
+    // What the workloads placed so far in stage B use (without later workloads' kept decisions).
+    let mut placed = fleet.empty_usage();
+    let mut outcomes: Vec<Outcome> = Vec::with_capacity(contexts.len());
+    let mut events: Vec<Vec<String>> = vec![Vec::new(); contexts.len()];
+    let mut would_preempt = false;
+    for i in 0..contexts.len() {
+        let wc = &contexts[i];
+        // A kept decision is already in `usage`; take it out so the outcome is added exactly once.
+        let k = kept[i].take();
+        if let Some(k) = &k {
+            fleet.remove(&mut usage, &k.counts, &wc.demand);
+        }
+        let floor: Counts = k.as_ref().filter(|k| !k.complete).map(|k| k.counts.clone()).unwrap_or_default();
+        let mut outcome = match k {
+            Some(k) if k.complete => match wc.rebalance(fleet, filters, &usage, &placed, &k) {
+                Some(moved) => moved,
+                None => Outcome::kept(k),
+            },
+            Some(k) => extend(wc, fleet, filters, &usage, k),
+            None => wc.place_fresh(fleet, filters, &usage),
+        };
+        if !outcome.complete && wc.w.preemption == Preemption::PreemptLowerPriority {
+            if !may_preempt {
+                would_preempt = true;
+                break;
+            }
+            let victims = Victims { contexts, first: i + 1, priority: wc.w.priority };
+            if let Some(better) =
+                preempt(wc, fleet, filters, &mut usage, &mut kept, &victims, &floor, &outcome, &mut events)
+            {
+                outcome = better;
+            }
+        }
+        fleet.add(&mut usage, &outcome.counts, &wc.demand);
+        fleet.add(&mut placed, &outcome.counts, &wc.demand);
+        outcome.forget_explanation_if_complete();
+        outcomes.push(outcome);
+    }
+    for (o, e) in outcomes.iter_mut().zip(events) {
+        o.events.extend(e);
+    }
+    if !would_preempt {
+        improve::improve(contexts, fleet, filters, values, &mut usage, &mut outcomes);
+    }
+    Placed { outcomes, would_preempt }
 }
 
 /// The workloads in placement order: highest priority first, ties by `namespace/name`.

@@ -11,9 +11,18 @@
 //! workload is settled, or when the plan is a fixed point of re-planning and no unsettled
 //! workload admits a cluster whose usage the change alters (their view is then unchanged). It
 //! also needs `w` not to keep more than it had, not to preempt or rebalance, and the lowest
-//! priority (the objective's weights) to stay. Otherwise, and for every cluster change, the
-//! placer re-plans in full ([`Update::Full`]). In a contended fleet pending workloads usually
-//! admit most clusters, so most changes there are full re-plans: freed capacity must go to them.
+//! priority (the objective's weights) to stay.
+//!
+//! Otherwise, a workload change places again only what a re-plan could change
+//! ([`Update::Partial`]): the changed workload and every unsettled one, in placement order, with
+//! the full solver's stages (keep, place, improve) on top of the capacity the settled workloads
+//! hold. Settled workloads stay as they are in a re-plan by definition, so this is the re-plan,
+//! provided no workload placed again rebalances (its target is computed against the workloads
+//! placed before it, settled ones included) or would preempt (its victims may be settled), and
+//! the changed workload needs no more per replica than before (later workloads' kept replicas
+//! might no longer fit). In a contended fleet that is the changed workload plus the pending
+//! ones, usually a small part of the fleet. Every cluster change, and a change of the lowest
+//! priority (the objective's weights), re-plans in full ([`Update::Full`]).
 //!
 //! The certificate after an incremental update: `objective` is exact; `bound` is the previous
 //! bound plus the most the changed workload can add, still an upper bound on the optimum but
@@ -29,7 +38,7 @@ use super::{
     filter::Filters,
     finish,
     fleet::{ClusterTable, Fleet, Usage},
-    place::{Outcome, WorkloadCtx},
+    place::{Kept, Outcome, WorkloadCtx},
 };
 use crate::{
     Cluster, Phase, Placement, PlacementInput, Plan, Preemption, Quantity, RebalancePolicy, ReplicaSchedulingType,
@@ -41,6 +50,9 @@ use crate::{
 pub enum Update {
     /// Only the changed workload was placed; every other placement stayed as it was.
     Incremental,
+    /// The changed workload and the workloads that are not settled were placed again, against
+    /// the capacity the settled workloads hold; the settled ones stayed as they were.
+    Partial,
     /// The whole state was re-planned.
     Full,
 }
@@ -157,6 +169,9 @@ impl Placer {
         if fast && self.place_one(&key, old.as_ref()) {
             return Ok(Update::Incremental);
         }
+        if self.lowest() == lowest_before && self.replay(&key, old.as_ref()) {
+            return Ok(Update::Partial);
+        }
         self.replan();
         Ok(Update::Full)
     }
@@ -191,6 +206,9 @@ impl Placer {
             }
             self.settle(key, true);
             return Some(Update::Incremental);
+        }
+        if self.lowest() == lowest_before && self.replay(key, Some(&old)) {
+            return Some(Update::Partial);
         }
         self.replan();
         Some(Update::Full)
@@ -411,6 +429,159 @@ impl Placer {
         true
     }
 
+    /// Places again, in placement order, every workload a re-plan could change: the workload
+    /// `changed` (if it still exists; `old` is its version before the change, if it had one)
+    /// and every unsettled workload, against the capacity the settled workloads hold. A re-plan
+    /// keeps every settled workload exactly as it is (that is what settled means), and the
+    /// workloads placed again see at their turn what they would see in a full re-plan, so the
+    /// result is the full re-plan's, as long as: no workload placed again rebalances (it would
+    /// compare with the settled workloads placed before it), none would preempt (its victims
+    /// may be settled), and `changed` needs no more per replica than before (stage A would keep
+    /// it against fewer workloads than here). Returns false, changing nothing, otherwise.
+    fn replay(&mut self, changed: &WorkloadKey, old: Option<&Workload>) -> bool {
+        let mut keys: BTreeSet<&WorkloadKey> = self.unsettled.iter().filter(|k| self.index.contains_key(*k)).collect();
+        let current = self.index.get(changed).map(|&i| &self.workloads[i]);
+        let exists = current.is_some();
+        if current.is_some() {
+            keys.insert(changed);
+        }
+        if let (Some(new), Some(old)) = (current, old) {
+            let before = nano_demand(old);
+            let grew =
+                nano_demand(new).iter().any(|(r, q)| before.iter().find(|(x, _)| x == r).is_none_or(|x| *q > x.1));
+            if grew && self.plan.get(changed).is_some_and(|p| !p.decisions.is_empty()) {
+                return false;
+            }
+        }
+        let mut subset: Vec<&Workload> = keys.iter().map(|k| &self.workloads[self.index[*k]]).collect();
+        if subset.iter().any(|w| w.rebalance.policy != RebalancePolicy::Never) {
+            return false;
+        }
+        subset.sort_by_cached_key(|w| (Reverse(w.priority), w.key()));
+        let fleet = Fleet::for_workloads(&self.clusters, &subset, &self.table);
+        let filters = Filters::compile(&subset, &fleet.clusters, self.now);
+        let contexts: Vec<WorkloadCtx<'_>> =
+            subset.iter().map(|w| WorkloadCtx::new(w, &fleet, &filters, self.plan.get(&w.key()))).collect();
+
+        // What the settled workloads use: the ledger without the workloads placed again (in the
+        // version the ledger holds) and without `changed`'s old replicas.
+        let (nr, n_clusters) = (fleet.resources.len(), fleet.clusters.len());
+        let mut used = vec![0u128; n_clusters * nr];
+        for (r, name) in fleet.resources.iter().enumerate() {
+            if let Some(column) = self.used.get(*name) {
+                for (c, &u) in column.iter().enumerate() {
+                    used[c * nr + r] = u;
+                }
+            }
+        }
+        let mut on = self.workloads_on.clone();
+        let mut held: Vec<(&Workload, &Placement)> = Vec::new();
+        for &key in &keys {
+            let version = if key == changed { old } else { Some(&self.workloads[self.index[key]]) };
+            if let (Some(w), Some(p)) = (version, self.plan.get(key)) {
+                held.push((w, p));
+            }
+        }
+        if current.is_none()
+            && let (Some(w), Some(p)) = (old, self.plan.get(changed))
+        {
+            held.push((w, p));
+        }
+        for &(w, p) in &held {
+            let demand = nano_demand(w);
+            for d in &p.decisions {
+                let Some(&c) = self.positions.get(&d.cluster) else { continue };
+                for (r, name) in fleet.resources.iter().enumerate() {
+                    let q = demand.iter().find(|(x, _)| x == name).map_or(0, |x| x.1);
+                    used[c * nr + r] = used[c * nr + r].saturating_sub(q * u128::from(d.replicas));
+                }
+                on[c] = on[c].saturating_sub(1);
+            }
+        }
+
+        // The changed workload may trim its previous decisions (a scale-down), by scores that
+        // depend on what was kept before it: give it that view. The others keep all they have.
+        let mut changed_keep = None;
+        if let Some(i) = contexts.iter().position(|wc| wc.w.key() == *changed) {
+            let Some(k) = self.keep(&fleet, &filters, &contexts[i], changed) else { return false };
+            changed_keep = Some((i, k));
+        }
+        let values: Vec<f64> = contexts.iter().map(|wc| self.value(wc.w.priority)).collect();
+        let base = Usage::from_parts(used, on);
+        let placed = super::place_all(&contexts, &fleet, &filters, base, &values, false, changed_keep);
+        if placed.would_preempt {
+            return false;
+        }
+        let placements: Vec<Placement> =
+            contexts.iter().zip(placed.outcomes).map(|(wc, o)| finish(wc, &fleet, &filters, o)).collect();
+        let most = current.map(|w| (self.value(w.priority), most_replicas(w, n_clusters)));
+        let held: Vec<(Workload, Placement)> = held.into_iter().map(|(w, p)| (w.clone(), p.clone())).collect();
+
+        // Apply: out with what the ledger held, in with the new placements.
+        for (w, p) in &held {
+            self.ledger(w, p, false);
+            self.plan.objective -= self.value(w.priority) * p.placed as f64;
+        }
+        if !exists && let Ok(at) = self.plan.placements.binary_search_by(|p| p.workload.cmp(changed)) {
+            self.plan.placements.remove(at);
+        }
+        for p in placements {
+            let key = p.workload.clone();
+            let w = self.workloads[self.index[&key]].clone();
+            self.ledger(&w, &p, true);
+            self.plan.objective += self.value(w.priority) * p.placed as f64;
+            self.settle(&key, settled(&w, &p));
+            match self.plan.placements.binary_search_by(|x| x.workload.cmp(&key)) {
+                Ok(at) => self.plan.placements[at] = p,
+                Err(at) => self.plan.placements.insert(at, p),
+            }
+        }
+        if !exists {
+            self.settle(changed, true);
+        }
+        // As for one workload: the old bound, plus the most the changed workload can add.
+        if let Some((value, most)) = most {
+            self.plan.bound += value * most as f64;
+        }
+        self.certify_gap();
+        true
+    }
+
+    /// What stage A of a full re-plan keeps of `wc`'s previous decisions (the workload `key`): it
+    /// keeps `w` against the workloads placed before it only, as they are in the plan (they are
+    /// kept whole: the plan fits). `keep` looks at the previous clusters alone, so only those need
+    /// that view. `None` when the ledger lacks a resident.
+    fn keep(
+        &self,
+        fleet: &Fleet<'_>,
+        filters: &Filters<'_>,
+        wc: &WorkloadCtx<'_>,
+        key: &WorkloadKey,
+    ) -> Option<Option<Kept>> {
+        if wc.previous.is_empty() {
+            return Some(None);
+        }
+        let (nr, n_clusters) = (fleet.resources.len(), fleet.clusters.len());
+        let rank = (Reverse(wc.w.priority), key.clone());
+        let mut used = vec![0u128; n_clusters * nr];
+        let mut on = vec![0u32; n_clusters];
+        for &(c, _) in &wc.previous {
+            for resident in self.residents[c].range(..&rank).filter(|(_, k)| k != key) {
+                let u = &self.workloads[*self.index.get(&resident.1)?];
+                let p = self.plan.get(&resident.1)?;
+                let name = &fleet.clusters[c].name;
+                let n = p.decisions.iter().find(|d| &d.cluster == name).map_or(0, |d| u128::from(d.replicas));
+                for (r, q) in nano_demand(u) {
+                    if let Some(i) = fleet.resources.iter().position(|x| *x == r) {
+                        used[c * nr + i] += q * n;
+                    }
+                }
+                on[c] += 1;
+            }
+        }
+        Some(wc.keep(fleet, filters, &Usage::from_parts(used, on)))
+    }
+
     /// The placement of `w` (the workload `key`) and the most replicas it can hold, or `None`
     /// when a full re-plan is needed.
     fn place_in(&self, w: &Workload, key: &WorkloadKey, old: Option<&Workload>) -> Option<(Placement, u64)> {
@@ -442,30 +613,7 @@ impl Placer {
         }
         let others = Usage::from_parts(used, on);
 
-        // Stage A keeps `w` against the workloads placed before it only; `keep` looks at `w`'s
-        // previous clusters alone, so only those need that view.
-        let rank = (Reverse(w.priority), key.clone());
-        let kept = if wc.previous.is_empty() {
-            None
-        } else {
-            let mut used = vec![0u128; n_clusters * nr];
-            let mut on = vec![0u32; n_clusters];
-            for &(c, _) in &wc.previous {
-                for resident in self.residents[c].range(..&rank).filter(|(_, k)| k != key) {
-                    let u = &self.workloads[*self.index.get(&resident.1)?];
-                    let p = self.plan.get(&resident.1)?;
-                    let name = &fleet.clusters[c].name;
-                    let n = p.decisions.iter().find(|d| &d.cluster == name).map_or(0, |d| u128::from(d.replicas));
-                    for (r, q) in nano_demand(u) {
-                        if let Some(i) = fleet.resources.iter().position(|x| *x == r) {
-                            used[c * nr + i] += q * n;
-                        }
-                    }
-                    on[c] += 1;
-                }
-            }
-            wc.keep(&fleet, &filters, &Usage::from_parts(used, on))
-        };
+        let kept = self.keep(&fleet, &filters, &wc, key)?;
         // Later workloads keep everything in a re-plan only if `w` keeps no more than it had.
         if let Some(k) = &kept {
             for &(c, n) in &k.counts {
@@ -490,14 +638,18 @@ impl Placer {
         if !self.untouched(key, touched) {
             return None;
         }
-        let r = u64::from(w.replicas);
-        let most = match w.replica_scheduling.kind {
-            ReplicaSchedulingType::Divided => r,
-            ReplicaSchedulingType::Duplicated => {
-                r * w.number_of_clusters.map_or(n_clusters as u64, u64::from).min(n_clusters as u64)
-            }
-        };
-        Some((finish(&wc, &fleet, &filters, outcome), most))
+        Some((finish(&wc, &fleet, &filters, outcome), most_replicas(w, n_clusters)))
+    }
+}
+
+/// The most replicas `w` can hold in a fleet of `n_clusters` (Duplicated: over all its copies).
+fn most_replicas(w: &Workload, n_clusters: usize) -> u64 {
+    let r = u64::from(w.replicas);
+    match w.replica_scheduling.kind {
+        ReplicaSchedulingType::Divided => r,
+        ReplicaSchedulingType::Duplicated => {
+            r * w.number_of_clusters.map_or(n_clusters as u64, u64::from).min(n_clusters as u64)
+        }
     }
 }
 
