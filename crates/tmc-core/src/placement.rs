@@ -186,8 +186,11 @@ pub struct Placement {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Plan {
-    /// Replicas placed, weighted by priority so that higher priorities count lexicographically
-    /// more (see the crate docs on the objective).
+    /// Replicas placed, each weighted by its workload's priority: `1 + priority − lowest
+    /// priority in the input` per replica (Duplicated: per copy). Preferences and prioritizers
+    /// only order plans of equal objective and are not part of it. The weights are linear, not
+    /// lexicographic: a plan that trades one higher-priority replica for more lower-priority ones
+    /// can score higher, although the solver, placing in priority order, never makes that trade.
     #[serde(default)]
     pub objective: f64,
     /// An upper bound on the objective of any plan for this input (Lagrangian relaxation of the
