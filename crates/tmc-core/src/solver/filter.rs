@@ -6,7 +6,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    hash::{BuildHasherDefault, DefaultHasher},
+    hash::{BuildHasherDefault, Hasher},
 };
 
 use super::selectors::{Bits, Selectors, bit, set_of};
@@ -19,7 +19,58 @@ use crate::{
 /// A hash map with a fixed hasher (no per-process random keys), for lookups of deep keys such as
 /// affinity groups and filters, which a `BTreeMap` would compare field by field many times.
 /// Never iterated, so its order cannot leak into results.
-type Map<K, V> = HashMap<K, V, BuildHasherDefault<DefaultHasher>>;
+type Map<K, V> = HashMap<K, V, BuildHasherDefault<FoldHasher>>;
+
+/// A small multiply-and-rotate hasher (the FxHash scheme): these keys are not attacker-chosen
+/// lookups across a trust boundary, and SipHash's cost showed in profiles. Fixed, so lookups
+/// behave the same in every run.
+#[derive(Default)]
+struct FoldHasher(u64);
+
+impl FoldHasher {
+    const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::K);
+    }
+}
+
+impl Hasher for FoldHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// Whether a cluster may take replicas of a workload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
