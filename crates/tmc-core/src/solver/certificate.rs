@@ -38,12 +38,10 @@
 //!
 //! `gap = (bound − objective) / bound` (0 when the bound is 0).
 
-use std::collections::BTreeMap;
-
 use super::{
-    filter::Filters,
+    filter::{Admission, Filters},
     fleet::{Fleet, UNLIMITED, Usage},
-    place::{Outcome, WorkloadCtx},
+    place::{Outcome, WorkloadCtx, count_of},
 };
 
 /// Objective, bound and gap of a plan.
@@ -140,9 +138,30 @@ fn respond_choice(ch: &Choice, rho: &[f64]) -> (f64, Vec<(usize, f64)>) {
         return (0.0, Vec::new());
     }
     let mut best = (bound, response);
+    // The smallest reduced value greedy takes (it takes most reduced value first).
+    let last = greedy
+        .last()
+        .and_then(|&(c, _)| ch.cands.binary_search_by_key(&c, |&(k, _, _)| k as usize).ok())
+        .map_or(0.0, |i| rho[i]);
     for f in &ch.forces {
         if f.met(&ch.cands, &greedy) {
             continue;
+        }
+        // Without skew, when enough groups hold a candidate at least as good as the worst unit
+        // greedy takes, moving units there costs nothing: the bound cannot be tighter (skipping
+        // a bound is always sound; this only saves the work at ties, e.g. at zero prices).
+        if f.skew.is_none() {
+            let mut seen = vec![false; f.groups];
+            let mut n = 0;
+            for (i, &g) in f.group.iter().enumerate() {
+                if rho[i] >= last && !seen[g as usize] {
+                    seen[g as usize] = true;
+                    n += 1;
+                }
+            }
+            if n >= f.min {
+                continue;
+            }
         }
         match force_bound(ch, f, rho) {
             None => return (0.0, Vec::new()),
@@ -470,12 +489,26 @@ fn relax(fleet: &Fleet<'_>, filters: &Filters<'_>, empty: &Usage, wc: &WorkloadC
     let max_per = wc.w.replica_scheduling.max_replicas_per_cluster.map_or(u64::MAX, u64::from);
     let demand = wc.demand.0.iter().map(|&(res, q)| (res, q as f64)).collect();
     let unit = if divided { 1.0 } else { r as f64 };
+    let min_per = u64::from(wc.w.replica_scheduling.min_replicas_per_cluster.unwrap_or(0));
+    let need = if divided { min_per.max(1) } else { r.max(1) };
+    let weighted = wc.uses_static_weights();
     let choices = (0..wc.terms.len())
         .map(|t| {
-            let survey = wc.survey(fleet, filters, empty, t, &[]);
+            // The candidates `WorkloadCtx::survey` finds on the empty fleet, without its reasons.
+            let mask = filters.mask(wc.filters[t]);
             let mut cands: Vec<(u32, u32, u32)> = Vec::new();
-            for &c in &survey.candidates {
-                let room = survey.room[c];
+            for c in mask.admitted() {
+                let keep = match mask.admission(c) {
+                    Admission::Open => u64::MAX,
+                    _ => count_of(&wc.previous, c),
+                };
+                if keep == 0 {
+                    continue;
+                }
+                let room = fleet.fit_at_most(empty, c, &wc.demand, r.max(need)).min(keep);
+                if room < need || (weighted && wc.static_weight(filters, c) == 0) {
+                    continue;
+                }
                 let cap = if divided { room.min(max_per).min(r) } else { u64::from(room >= r) };
                 if cap > 0 {
                     // Caps never exceed the replica count, a u32.
@@ -486,6 +519,25 @@ fn relax(fleet: &Fleet<'_>, filters: &Filters<'_>, empty: &Usage, wc: &WorkloadC
         })
         .collect();
     Relaxed { value: value * unit, unit, demand, choices }
+}
+
+/// Dense group ids of `cands` (in order of first appearance, so in cluster order) for the fleet's
+/// group ids `ids` of one key, and their number; `None` when a candidate lacks the key.
+fn local_groups(ids: &[Option<u32>], cands: &[(u32, u32, u32)]) -> Option<(Vec<u32>, usize)> {
+    // Fleet group ids are below the number of clusters.
+    let mut local = vec![u32::MAX; ids.len()];
+    let mut n = 0u32;
+    let mut out = Vec::with_capacity(cands.len());
+    for &(c, _, _) in cands {
+        let g = ids.get(c as usize).copied().flatten()? as usize;
+        let slot = local.get_mut(g)?;
+        if *slot == u32::MAX {
+            *slot = n;
+            n += 1;
+        }
+        out.push(*slot);
+    }
+    Some((out, n as usize))
 }
 
 /// The limits of one choice set (see [`relax`]).
@@ -564,14 +616,13 @@ fn choice(fleet: &Fleet<'_>, wc: &WorkloadCtx<'_>, mut cands: Vec<(u32, u32, u32
     }
     let (mut groups, mut group_cap, mut max_groups) = (1usize, u64::MAX, u64::MAX);
     if let Some((ids, q, m)) = structure {
-        // Dense local group ids, in order of first appearance (cluster order).
-        let mut local: BTreeMap<u32, u32> = BTreeMap::new();
-        for cand in &mut cands {
-            let g = ids[cand.0 as usize].unwrap_or(u32::MAX);
-            let next = local.len() as u32;
-            cand.2 = *local.entry(g).or_insert(next);
+        // Every candidate has the key (checked above).
+        if let Some((local, n)) = local_groups(ids, &cands) {
+            for (cand, g) in cands.iter_mut().zip(local) {
+                cand.2 = g;
+            }
+            groups = n;
         }
-        groups = local.len();
         group_cap = q;
         max_groups = m;
         limit = limit.min(q.saturating_mul(m));
@@ -594,17 +645,10 @@ fn choice(fleet: &Fleet<'_>, wc: &WorkloadCtx<'_>, mut cands: Vec<(u32, u32, u32
                     return None;
                 }
                 // Clusters without the key are in no group: no lower side is derived then.
-                let ids = fleet.groups(&s.topology_key);
-                let mut local: BTreeMap<u32, u32> = BTreeMap::new();
-                let mut group = Vec::with_capacity(cands.len());
-                for &(c, _, _) in &cands {
-                    let g = ids.get(c as usize).copied().flatten()?;
-                    let next = local.len() as u32;
-                    group.push(*local.entry(g).or_insert(next));
-                }
+                let (group, groups) = local_groups(fleet.groups(&s.topology_key), &cands)?;
                 Some(Force {
                     group,
-                    groups: local.len(),
+                    groups,
                     min,
                     max: s.max_groups.map_or(usize::MAX, |m| m as usize),
                     skew: s.max_skew.map(u64::from),
@@ -699,10 +743,10 @@ pub(crate) fn certify(
     let mut best = f64::INFINITY;
     let mut best_y = y.clone();
     let pairs: usize = relaxed.iter().flat_map(|w| &w.choices).map(|ch| ch.cands.len()).sum::<usize>().max(1);
-    // Bounded work: about 4e6 pair evaluations in total, between 4 and 40 rounds. Round 0 is
+    // Bounded work: about 4e6 pair evaluations in total, between 2 and 40 rounds. Round 0 is
     // at zero prices, round 1 at the plan's prices (`warm_start`); the subgradient steps go on
     // from the better of the two.
-    let rounds = (4_000_000 / pairs).clamp(4, 40);
+    let rounds = (4_000_000 / pairs).clamp(2, 40);
     // Step scale: halved (restarting from the best prices) after two rounds without progress.
     let mut theta = 1.0;
     let mut stale = 0;
