@@ -710,6 +710,28 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    /// Under contention (replicas scaled up so capacity binds) the fast plan's bound, which uses
+    /// each workload's own limits (one affinity group, caps, `numberOfClusters`, spread groups,
+    /// skew and minGroups, Duplicated copies), still covers the exact optimum.
+    #[test]
+    fn the_bound_covers_the_optimum_under_contention(input in small_input(), scale in 2u32..5) {
+        let mut input = input;
+        for w in &mut input.workloads {
+            w.replicas = w.replicas.saturating_mul(scale).min(40);
+        }
+        prop_assume!(valid(&input));
+        let fast = solve(&input).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let exact = tmc_core::solve_exact(&input, &tmc_core::ExactOptions::default())
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let tol = 1e-6 * exact.objective.max(1.0);
+        prop_assert!(exact.objective <= fast.bound + tol, "exact {} above the fast bound {}", exact.objective, fast.bound);
+        prop_assert!(fast.objective <= fast.bound);
+    }
+}
+
 // ---------- the incremental placer ----------
 
 /// One change to the placer's state.

@@ -142,7 +142,7 @@ fn table_output_has_header_rows_explanations_and_summary() {
     let out = strip_table_timing(&out);
     assert!(
         out.ends_with(
-            "6 workloads: 5 Scheduled, 1 PartiallyScheduled, 0 Unschedulable\nobjective 1362 · bound 1388 · gap 1.87% · solved in T\n"
+            "6 workloads: 5 Scheduled, 1 PartiallyScheduled, 0 Unschedulable\nobjective 1362 · bound 1366 · gap 0.29% · solved in T\n"
         ),
         "{out}"
     );

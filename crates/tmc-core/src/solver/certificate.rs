@@ -7,17 +7,40 @@
 //! of the certificate.
 //!
 //! **Bound.** The Lagrangian relaxation of the capacity constraints: for prices `λ[c][r] >= 0`,
-//! `Σ λ·free + Σ_w max_x Σ_c (value_w − Σ_r λ[c][r]·demand_w[r])·x[w][c]`, where each workload
-//! alone chooses `x` within its own limits (admitted clusters, per-cluster caps, its replica total),
-//! is at least the optimum of every plan (and of the LP relaxation). Spread, affinity fallback
-//! order and integrality are relaxed, which only raises the bound. Prices are improved by projected
-//! subgradient steps toward the plan's own objective; the smallest value seen is reported.
+//! `Σ λ·free + Σ_w U_w(λ)`, where `U_w(λ)` is at least the largest reduced value
+//! `Σ_c (value_w − Σ_r λ[c][r]·demand_w[r])·x[w][c]` over the plans `x` of workload `w` alone, is
+//! at least the objective of every plan. The better `U_w` follows the workload's own rules, the
+//! tighter the bound. Per workload (counted in units: a replica, or for Duplicated a whole copy):
+//!
+//! - it uses one affinity group, so `U_w` is the largest over its groups; within a group, the
+//!   clusters and caps are the ones exact mode uses on the empty fleet (room for at least
+//!   `minReplicasPerCluster`, static weight above 0, keep-only clusters up to the previous count,
+//!   `maxReplicasPerCluster`; a Duplicated copy needs room for every replica);
+//! - at most `replicas` units (Divided) or `numberOfClusters` copies (Duplicated), at most
+//!   `numberOfClusters` clusters (Divided) and at most `maxGroups` groups of a spread key;
+//! - a spread with `minGroups = m` and `maxSkew = s` puts at most `⌊units / m⌋ + s` units in a
+//!   group (used groups hold between `L` and `L + s`, and `L` is at most the average);
+//! - whenever anything is placed, at least `minGroups` groups are used, each within `maxSkew` of
+//!   the smallest (see `force_bound`), and a workload whose candidates span fewer groups than a
+//!   `minGroups` gets nothing.
+//!
+//! The best response is greedy (most reduced value first, within cluster, group and total caps),
+//! which is optimal for those caps (they nest); when it breaks a count limit or a spread's lower
+//! side, that limit is priced or bounded separately (`respond_counts`, `force_bound`) and the
+//! smallest of the valid upper bounds is taken. Integrality across workloads and the remaining
+//! spread rules are relaxed, which only raises the bound.
+//!
+//! Prices are scaled per row by the highest value density that could use it, start at zero and at
+//! prices read off the plan (resources it fills, priced at its marginal value density), and are
+//! improved by projected subgradient steps toward the plan's objective (Polyak, halved after two
+//! rounds without progress); the smallest value seen is reported. Everything is summed in
+//! workload order, so the bound is deterministic.
 //!
 //! `gap = (bound − objective) / bound` (0 when the bound is 0).
 
 use super::{
-    filter::Filters,
-    fleet::{Fleet, UNLIMITED},
+    filter::{Admission, Filters},
+    fleet::{Fleet, UNLIMITED, Usage},
     place::{Outcome, WorkloadCtx, count_of},
 };
 
@@ -35,41 +58,142 @@ pub(crate) fn replica_values(contexts: &[WorkloadCtx<'_>]) -> Vec<f64> {
     contexts.iter().map(|wc| 1.0 + (f64::from(wc.w.priority) - f64::from(lowest))).collect()
 }
 
-/// One workload's relaxed choice set: candidate clusters with caps, and its total limit.
-struct Relaxed {
-    value: f64,
-    /// `(cluster, cap)` for every cluster any affinity group admits with a positive cap.
-    cands: Vec<(u32, u32)>,
-    /// Per-replica demand as `(flat index offset = resource, amount)`.
-    demand: Vec<(usize, f64)>,
-    limit: f64,
+/// One affinity group's relaxed choice set for one workload, counted in units: a replica for
+/// Divided, a whole copy (all replicas on one cluster) for Duplicated.
+struct Choice {
+    /// `(cluster, cap in units, topology group)` per candidate, in cluster order.
+    cands: Vec<(u32, u32, u32)>,
+    /// Number of distinct topology groups of `cands` (1 when no group structure is used).
+    groups: usize,
+    /// At most this many units per topology group.
+    group_cap: u64,
+    /// At most this many topology groups used.
+    max_groups: usize,
+    /// At most this many clusters used.
+    max_clusters: usize,
+    /// At most this many units in total.
+    limit: u64,
+    /// The lower sides of the spread constraints.
+    forces: Vec<Force>,
 }
 
-/// One workload's best response to `prices`: `(reduced value, cluster, replicas)` in the order
-/// taken, most reduced value first (ties by cluster), until its limit is reached.
-fn respond(w: &Relaxed, prices: &[f64], nr: usize) -> Vec<(f64, usize, f64)> {
-    if w.limit.is_nan() || w.limit <= 0.0 {
-        return Vec::new();
-    }
-    // One integer key per candidate with a positive reduced value: the value's bits reversed in
-    // the high half (for positive floats the bits order like the values, so this is "largest
-    // first"), the candidate's position (= cluster order) in the low half for ties.
-    let mut keys: Vec<u128> = Vec::new();
-    for (i, &(c, _)) in w.cands.iter().enumerate() {
-        let base = c as usize * nr;
-        let cost: f64 = w.demand.iter().map(|&(r, q)| prices[base + r] * q).sum();
-        let reduced = w.value - cost;
-        if reduced > 0.0 {
-            keys.push((u128::from(!reduced.to_bits()) << 64) | i as u128);
+/// One workload's relaxed choice sets (one per affinity group: a plan uses one of them).
+struct Relaxed {
+    /// Value of one unit: the replica value times the replicas in a unit.
+    value: f64,
+    /// Replicas per unit.
+    unit: f64,
+    /// Per-replica demand as `(flat index offset = resource, amount)`.
+    demand: Vec<(usize, f64)>,
+    choices: Vec<Choice>,
+}
+
+/// The reduced value of one unit on cluster `c` under `prices`.
+fn reduced(w: &Relaxed, prices: &[f64], nr: usize, c: u32) -> f64 {
+    let base = c as usize * nr;
+    let cost: f64 = w.demand.iter().map(|&(r, q)| prices[base + r] * q).sum();
+    w.value - cost * w.unit
+}
+
+/// One workload's best response to `prices`: an upper bound on its largest reduced value over
+/// its choice sets, and the `(cluster, units)` that attain it (the best choice set, the first on
+/// ties).
+fn respond(w: &Relaxed, prices: &[f64], nr: usize) -> (f64, Vec<(usize, f64)>) {
+    let mut best: (f64, Vec<(usize, f64)>) = (0.0, Vec::new());
+    let mut rho = Vec::new();
+    for ch in &w.choices {
+        rho.clear();
+        rho.extend(ch.cands.iter().map(|&(c, _, _)| reduced(w, prices, nr, c)));
+        let r = respond_choice(ch, &rho);
+        if r.0 > best.0 {
+            best = r;
         }
     }
-    // The keys are distinct, so sorting only the prefix that is taken (in growing chunks) gives
-    // the same sequence as sorting everything.
+    best
+}
+
+/// Sort key of a candidate with a positive reduced value: the value's bits reversed in the high
+/// half (for positive floats the bits order like the values, so this is "largest first"), the
+/// candidate's position (= cluster order) in the low half for ties. Keys are distinct.
+fn key(rho: f64, i: usize) -> u128 {
+    (u128::from(!rho.to_bits()) << 64) | i as u128
+}
+
+fn unkey(key: u128) -> (f64, usize) {
+    (f64::from_bits(!((key >> 64) as u64)), key as u64 as usize)
+}
+
+/// The best response within one choice set. Greedy (most reduced value first, within the
+/// cluster, group and total caps) is optimal when it uses no more groups and clusters than
+/// allowed (the caps form a laminar family). Otherwise the count limits are priced: for every
+/// `μ >= 0`, `μ·limit + Σ_{best max_groups groups} (greedy value of the group at reduced values
+/// − μ)` bounds the optimum (and likewise with the best `max_clusters` clusters); the smallest
+/// such bound over breakpoints `μ` found by ternary search (the bound is convex in `μ`) is taken.
+fn respond_choice(ch: &Choice, rho: &[f64]) -> (f64, Vec<(usize, f64)>) {
+    if ch.limit == 0 {
+        return (0.0, Vec::new());
+    }
+    let (bound, response, greedy) = respond_counts(ch, rho);
+    if bound <= 0.0 {
+        return (0.0, Vec::new());
+    }
+    let mut best = (bound, response);
+    // The smallest reduced value greedy takes (it takes most reduced value first).
+    let last = greedy
+        .last()
+        .and_then(|&(c, _)| ch.cands.binary_search_by_key(&c, |&(k, _, _)| k as usize).ok())
+        .map_or(0.0, |i| rho[i]);
+    for f in &ch.forces {
+        if f.met(&ch.cands, &greedy) {
+            continue;
+        }
+        // Without skew, when enough groups hold a candidate at least as good as the worst unit
+        // greedy takes, moving units there costs nothing: the bound cannot be tighter (skipping
+        // a bound is always sound; this only saves the work at ties, e.g. at zero prices).
+        if f.skew.is_none() {
+            let mut seen = vec![false; f.groups];
+            let mut n = 0;
+            for (i, &g) in f.group.iter().enumerate() {
+                if rho[i] >= last && !seen[g as usize] {
+                    seen[g as usize] = true;
+                    n += 1;
+                }
+            }
+            if n >= f.min {
+                continue;
+            }
+        }
+        match force_bound(ch, f, rho) {
+            None => return (0.0, Vec::new()),
+            Some((v, _)) if v <= 0.0 => return (0.0, Vec::new()),
+            Some((v, r)) if v < best.0 => best = (v, r),
+            Some(_) => {}
+        }
+    }
+    best
+}
+
+/// [`respond_choice`] without the spread lower sides: the bound, its response, and the greedy
+/// response.
+#[allow(clippy::type_complexity)]
+fn respond_counts(ch: &Choice, rho: &[f64]) -> (f64, Vec<(usize, f64)>, Vec<(usize, f64)>) {
+    let mut keys: Vec<u128> = Vec::new();
+    for (i, &v) in rho.iter().enumerate() {
+        if v > 0.0 {
+            keys.push(key(v, i));
+        }
+    }
+    let grouped = ch.group_cap < ch.limit || ch.max_groups < ch.groups;
+    let mut group_left: Vec<u64> = if grouped { vec![ch.group_cap; ch.groups] } else { Vec::new() };
+    let mut group_used = 0usize;
+    // Sorting only the prefix that is taken (in growing chunks) gives the same sequence as
+    // sorting everything.
     let mut taken = Vec::new();
-    let mut left = w.limit;
+    let mut total = 0.0;
+    let mut left = ch.limit;
     let mut start = 0;
     let mut chunk = 16;
-    while left > 0.0 && start < keys.len() {
+    while left > 0 && start < keys.len() {
         let rest = &mut keys[start..];
         let k = chunk.min(rest.len());
         if k < rest.len() {
@@ -77,19 +201,506 @@ fn respond(w: &Relaxed, prices: &[f64], nr: usize) -> Vec<(f64, usize, f64)> {
         }
         rest[..k].sort_unstable();
         for &key in &rest[..k] {
-            if left <= 0.0 {
+            if left == 0 {
                 break;
             }
-            let reduced = f64::from_bits(!((key >> 64) as u64));
-            let (c, cap) = w.cands[key as u64 as usize];
-            let x = f64::from(cap).min(left);
+            let (v, i) = unkey(key);
+            let (c, cap, g) = ch.cands[i];
+            let mut x = u64::from(cap).min(left);
+            if grouped {
+                let gl = &mut group_left[g as usize];
+                if *gl == ch.group_cap {
+                    group_used += 1;
+                }
+                x = x.min(*gl);
+                *gl -= x;
+            }
+            if x == 0 {
+                continue;
+            }
             left -= x;
-            taken.push((reduced, c as usize, x));
+            total += v * x as f64;
+            taken.push((c as usize, x as f64));
         }
         start += k;
         chunk *= 4;
     }
-    taken
+    if group_used <= ch.max_groups && taken.len() <= ch.max_clusters {
+        return (total, taken.clone(), taken);
+    }
+    // Greedy breaks a count limit: price the total instead.
+    keys.sort_unstable();
+    let items: Vec<(f64, usize)> = keys.iter().map(|&k| unkey(k)).collect();
+    let limit = ch.limit as f64;
+    let unit_cap = |cap: u32| u64::from(cap).min(ch.group_cap).min(ch.limit) as f64;
+    let mut tally = vec![0.0f64; if ch.max_groups < ch.groups { ch.groups } else { 0 }];
+    let mut used = vec![0u64; tally.len()];
+    let mut per: Vec<f64> = Vec::new();
+    // The bound at `μ` by groups (`by_groups`) or by clusters.
+    let mut bound_at = |mu: f64, by_groups: bool| -> f64 {
+        if by_groups {
+            tally.iter_mut().for_each(|t| *t = 0.0);
+            used.iter_mut().for_each(|u| *u = 0);
+            for &(v, i) in &items {
+                if v <= mu {
+                    break;
+                }
+                let (_, cap, g) = ch.cands[i];
+                let g = g as usize;
+                let x = u64::from(cap).min(ch.limit).min(ch.group_cap - used[g]);
+                used[g] += x;
+                tally[g] += (v - mu) * x as f64;
+            }
+            let m = ch.max_groups;
+            if m < tally.len() {
+                tally.select_nth_unstable_by(m, |a, b| b.total_cmp(a));
+            }
+            mu * limit + tally[..m.min(tally.len())].iter().sum::<f64>()
+        } else {
+            per.clear();
+            per.extend(items.iter().take_while(|&&(v, _)| v > mu).map(|&(v, i)| (v - mu) * unit_cap(ch.cands[i].1)));
+            let m = ch.max_clusters;
+            if m < per.len() {
+                per.select_nth_unstable_by(m, |a, b| b.total_cmp(a));
+            }
+            mu * limit + per[..m.min(per.len())].iter().sum::<f64>()
+        }
+    };
+    // Breakpoints: `μ = items[j].0` for `j < n`, `μ = 0` for `j = n`.
+    let n = items.len();
+    let mu_of = |j: usize| if j < n { items[j].0 } else { 0.0 };
+    let mut best = (total, f64::NAN, false);
+    for by_groups in [true, false] {
+        if (by_groups && ch.max_groups >= ch.groups) || (!by_groups && ch.max_clusters >= n) {
+            continue;
+        }
+        let (mut lo, mut hi) = (0usize, n);
+        while hi - lo > 2 {
+            let m1 = lo + (hi - lo) / 3;
+            let m2 = hi - (hi - lo) / 3;
+            if bound_at(mu_of(m1), by_groups) <= bound_at(mu_of(m2), by_groups) {
+                hi = m2;
+            } else {
+                lo = m1;
+            }
+        }
+        for j in lo..=hi {
+            let b = bound_at(mu_of(j), by_groups);
+            if b < best.0 {
+                best = (b, mu_of(j), by_groups);
+            }
+        }
+    }
+    let (bound, mu, by_groups) = best;
+    if mu.is_nan() {
+        return (total, taken.clone(), taken);
+    }
+    // The response at the best `μ`: what the priced bound takes.
+    let mut response = Vec::new();
+    if by_groups {
+        let mut tally = vec![0.0f64; ch.groups];
+        let mut used = vec![0u64; ch.groups];
+        let mut picks: Vec<(usize, u32, u64)> = Vec::new();
+        for &(v, i) in &items {
+            if v <= mu {
+                break;
+            }
+            let (c, cap, g) = ch.cands[i];
+            let gi = g as usize;
+            let x = u64::from(cap).min(ch.limit).min(ch.group_cap - used[gi]);
+            used[gi] += x;
+            tally[gi] += (v - mu) * x as f64;
+            if x > 0 {
+                picks.push((c as usize, g, x));
+            }
+        }
+        let mut order: Vec<usize> = (0..ch.groups).collect();
+        order.sort_by(|&a, &b| tally[b].total_cmp(&tally[a]).then(a.cmp(&b)));
+        let mut chosen = vec![false; ch.groups];
+        for &g in order.iter().take(ch.max_groups) {
+            chosen[g] = true;
+        }
+        response.extend(picks.into_iter().filter(|&(_, g, _)| chosen[g as usize]).map(|(c, _, x)| (c, x as f64)));
+    } else {
+        let mut vals: Vec<(f64, usize, f64)> = items
+            .iter()
+            .take_while(|&&(v, _)| v > mu)
+            .map(|&(v, i)| {
+                let x = unit_cap(ch.cands[i].1);
+                ((v - mu) * x, ch.cands[i].0 as usize, x)
+            })
+            .collect();
+        vals.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        response.extend(vals.into_iter().take(ch.max_clusters).map(|(_, c, x)| (c, x)));
+    }
+    response.sort_by_key(|&(c, _)| c);
+    (bound, response, taken)
+}
+
+/// A spread constraint's lower side, for [`force_bound`]: whenever anything is placed, at least
+/// `min` groups are used, each holding at least `need` units, and (with `skew`) every used
+/// group's count lies within `skew` of the smallest.
+struct Force {
+    /// Local group of each candidate (the order of [`Choice::cands`]).
+    group: Vec<u32>,
+    groups: usize,
+    min: usize,
+    max: usize,
+    skew: Option<u64>,
+    need: u64,
+}
+
+impl Force {
+    /// Whether `taken` (`(cluster, units)`, candidates in `cands` order) meets the constraint.
+    fn met(&self, cands: &[(u32, u32, u32)], taken: &[(usize, f64)]) -> bool {
+        let mut counts = vec![0.0f64; self.groups];
+        for &(c, x) in taken {
+            // Candidates are in cluster order.
+            if let Ok(j) = cands.binary_search_by_key(&c, |&(k, _, _)| k as usize) {
+                counts[self.group[j] as usize] += x;
+            }
+        }
+        let used: Vec<f64> = counts.into_iter().filter(|&n| n > 0.0).collect();
+        let (lo, hi) = used.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &n| (lo.min(n), hi.max(n)));
+        used.len() >= self.min && self.skew.is_none_or(|s| used.is_empty() || hi - lo <= s as f64)
+    }
+}
+
+/// An upper bound on a choice set's best value among responses that place something and meet
+/// `f`, with a response attaining it (`None`: no response meets `f`).
+///
+/// Without skew: every such response has `need` units in each of `min` distinct groups, worth at
+/// most the best `need` units of each (the `min` best groups), and its other units are worth at
+/// most the best positive units overall. With skew: let `L >= need` be the smallest used group's
+/// count; every used group then holds between `L` and `L + skew` units, worth at most `F_g(L)`,
+/// the best such count's value within the group (its best units first); at least `min` groups
+/// are used and at most `max` (and `limit / L`), so `Σ best min F_g(L) + Σ positive F_g(L) of
+/// the next best` bounds it, and the largest bound over `L` bounds every response.
+fn force_bound(ch: &Choice, f: &Force, rho: &[f64]) -> Option<(f64, Vec<(usize, f64)>)> {
+    let n = ch.cands.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| rho[b].total_cmp(&rho[a]).then(a.cmp(&b)));
+    let cap = |i: usize| u64::from(ch.cands[i].1).min(ch.limit);
+    // Per group its candidates, best first.
+    let mut per: Vec<Vec<usize>> = vec![Vec::new(); f.groups];
+    for &i in &order {
+        per[f.group[i] as usize].push(i);
+    }
+    let room: Vec<u64> = per.iter().map(|g| g.iter().map(|&i| cap(i)).sum()).collect();
+    let positive: Vec<u64> = per.iter().map(|g| g.iter().filter(|&&i| rho[i] > 0.0).map(|&i| cap(i)).sum()).collect();
+    // The best `t` units of group `g`, as a value and as `(candidate, units)`.
+    let best_units = |g: usize, t: u64, out: Option<&mut Vec<(usize, f64)>>| -> f64 {
+        let mut left = t;
+        let mut v = 0.0;
+        let mut out = out;
+        for &i in &per[g] {
+            if left == 0 {
+                break;
+            }
+            let x = cap(i).min(left);
+            left -= x;
+            v += rho[i] * x as f64;
+            if let Some(o) = out.as_deref_mut() {
+                o.push((ch.cands[i].0 as usize, x as f64));
+            }
+        }
+        v
+    };
+    let need = f.need.max(1);
+    let min = f.min.max(1);
+    match f.skew {
+        None => {
+            let mut entries: Vec<(f64, usize)> =
+                (0..f.groups).filter(|&g| room[g] >= need).map(|g| (best_units(g, need, None), g)).collect();
+            if entries.len() < min || (min as u64).saturating_mul(need) > ch.limit {
+                return None;
+            }
+            entries.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            let mut response = Vec::new();
+            let mut value = 0.0;
+            for &(v, g) in &entries[..min] {
+                value += v;
+                best_units(g, need, Some(&mut response));
+            }
+            // The rest: the best positive units overall.
+            let mut left = ch.limit - min as u64 * need;
+            for &i in &order {
+                if left == 0 || rho[i] <= 0.0 {
+                    break;
+                }
+                let x = cap(i).min(left);
+                left -= x;
+                value += rho[i] * x as f64;
+                response.push((ch.cands[i].0 as usize, x as f64));
+            }
+            Some((value, response))
+        }
+        Some(skew) => {
+            let mut best: Option<(f64, u64)> = None;
+            let mut values: Vec<(f64, usize)> = Vec::new();
+            // F_g(L) and the groups a bound at `L` takes.
+            let at = |l: u64, values: &mut Vec<(f64, usize)>| -> Option<(f64, usize)> {
+                values.clear();
+                for g in 0..f.groups {
+                    if room[g] >= l {
+                        let t = positive[g].clamp(l, l + skew).min(room[g]);
+                        values.push((best_units(g, t, None), g));
+                    }
+                }
+                if values.len() < min {
+                    return None;
+                }
+                values.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+                let most = f.max.min(usize::try_from(ch.limit / l).unwrap_or(usize::MAX)).max(min);
+                let mut v: f64 = values[..min].iter().map(|x| x.0).sum();
+                let mut k = min;
+                while k < most && k < values.len() && values[k].0 > 0.0 {
+                    v += values[k].0;
+                    k += 1;
+                }
+                Some((v, k))
+            };
+            for l in need..=ch.limit / min as u64 {
+                if let Some((v, _)) = at(l, &mut values)
+                    && best.is_none_or(|b| v > b.0)
+                {
+                    best = Some((v, l));
+                }
+            }
+            let (value, l) = best?;
+            let (_, k) = at(l, &mut values)?;
+            let mut response = Vec::new();
+            for &(_, g) in &values[..k] {
+                let t = positive[g].clamp(l, l + skew).min(room[g]);
+                best_units(g, t, Some(&mut response));
+            }
+            Some((value, response))
+        }
+    }
+}
+
+/// One workload's relaxed choice sets: per affinity group, the clusters it may use with their
+/// caps on the empty fleet (as exact mode counts them: at least `minReplicasPerCluster`, static
+/// weight above 0, keep-only clusters up to the previous count), and the limits its spread
+/// constraints and `numberOfClusters` imply. See the module docs.
+fn relax(fleet: &Fleet<'_>, filters: &Filters<'_>, empty: &Usage, wc: &WorkloadCtx<'_>, value: f64) -> Relaxed {
+    let r = wc.replicas();
+    let divided = wc.divided();
+    let max_per = wc.w.replica_scheduling.max_replicas_per_cluster.map_or(u64::MAX, u64::from);
+    let demand = wc.demand.0.iter().map(|&(res, q)| (res, q as f64)).collect();
+    let unit = if divided { 1.0 } else { r as f64 };
+    let min_per = u64::from(wc.w.replica_scheduling.min_replicas_per_cluster.unwrap_or(0));
+    let need = if divided { min_per.max(1) } else { r.max(1) };
+    let weighted = wc.uses_static_weights();
+    let choices = (0..wc.terms.len())
+        .map(|t| {
+            // The candidates `WorkloadCtx::survey` finds on the empty fleet, without its reasons.
+            let mask = filters.mask(wc.filters[t]);
+            let mut cands: Vec<(u32, u32, u32)> = Vec::new();
+            for c in mask.admitted() {
+                let keep = match mask.admission(c) {
+                    Admission::Open => u64::MAX,
+                    _ => count_of(&wc.previous, c),
+                };
+                if keep == 0 {
+                    continue;
+                }
+                let room = fleet.fit_at_most(empty, c, &wc.demand, r.max(need)).min(keep);
+                if room < need || (weighted && wc.static_weight(filters, c) == 0) {
+                    continue;
+                }
+                let cap = if divided { room.min(max_per).min(r) } else { u64::from(room >= r) };
+                if cap > 0 {
+                    // Caps never exceed the replica count, a u32.
+                    cands.push((c as u32, u32::try_from(cap).unwrap_or(u32::MAX), 0));
+                }
+            }
+            choice(fleet, wc, cands)
+        })
+        .collect();
+    Relaxed { value: value * unit, unit, demand, choices }
+}
+
+/// Dense group ids of `cands` (in order of first appearance, so in cluster order) for the fleet's
+/// group ids `ids` of one key, and their number; `None` when a candidate lacks the key.
+fn local_groups(ids: &[Option<u32>], cands: &[(u32, u32, u32)]) -> Option<(Vec<u32>, usize)> {
+    // Fleet group ids are below the number of clusters.
+    let mut local = vec![u32::MAX; ids.len()];
+    let mut n = 0u32;
+    let mut out = Vec::with_capacity(cands.len());
+    for &(c, _, _) in cands {
+        let g = ids.get(c as usize).copied().flatten()? as usize;
+        let slot = local.get_mut(g)?;
+        if *slot == u32::MAX {
+            *slot = n;
+            n += 1;
+        }
+        out.push(*slot);
+    }
+    Some((out, n as usize))
+}
+
+/// The limits of one choice set (see [`relax`]).
+fn choice(fleet: &Fleet<'_>, wc: &WorkloadCtx<'_>, mut cands: Vec<(u32, u32, u32)>) -> Choice {
+    let r = wc.replicas();
+    let divided = wc.divided();
+    let unlimited = Choice {
+        cands: Vec::new(),
+        groups: 1,
+        group_cap: u64::MAX,
+        max_groups: 1,
+        max_clusters: 0,
+        limit: 0,
+        forces: Vec::new(),
+    };
+    if r == 0 || cands.is_empty() {
+        return unlimited;
+    }
+    let n = wc.w.number_of_clusters.map(u64::from);
+    // Units in total: replicas, or copies (numberOfClusters, else every candidate).
+    let mut limit = if divided { r } else { n.unwrap_or(cands.len() as u64).min(cands.len() as u64) };
+    let mut max_clusters = if divided { n.unwrap_or(u64::MAX) } else { u64::MAX };
+    // (key groups, group cap, max groups) of the key used as the group structure.
+    let mut structure: Option<(&[Option<u32>], u64, u64)> = None;
+    let mut folded: Vec<(&[Option<u32>], u64)> = Vec::new();
+    for s in &wc.w.spread_constraints {
+        let ids = fleet.groups(&s.topology_key);
+        let group = |c: u32| ids.get(c as usize).copied().flatten();
+        if let Some(min) = s.min_groups {
+            // No plan can meet minGroups with fewer distinct groups among its clusters (a
+            // cluster without the key counts as a group of its own here, which only loosens).
+            let mut groups: Vec<Option<u32>> = cands.iter().map(|&(c, _, _)| group(c)).collect();
+            groups.sort_unstable();
+            groups.dedup();
+            if groups.len() < min as usize {
+                limit = 0;
+            }
+        }
+        // Used groups hold counts within `[L, L + maxSkew]`, and at least minGroups `m` are used,
+        // so `L <= ⌊units / m⌋` and no group holds more than `⌊limit / m⌋ + maxSkew` units.
+        let group_cap = match (s.min_groups, s.max_skew) {
+            (Some(m), Some(skew)) if m > 0 => (limit / u64::from(m)).saturating_add(u64::from(skew)),
+            _ => u64::MAX,
+        };
+        let max_groups = s.max_groups.map_or(u64::MAX, u64::from);
+        if s.topology_key == "cluster" {
+            // One cluster per group: a cluster cap and a cluster count.
+            for cand in &mut cands {
+                cand.1 = cand.1.min(u32::try_from(group_cap).unwrap_or(u32::MAX));
+            }
+            if divided {
+                max_clusters = max_clusters.min(max_groups);
+            } else {
+                limit = limit.min(max_groups);
+            }
+            continue;
+        }
+        // A cluster without the key is not counted in any group: only fold caps then.
+        let whole = cands.iter().all(|&(c, _, _)| group(c).is_some());
+        let reach = |(q, m): (u64, u64)| q.saturating_mul(m);
+        if whole && structure.is_none_or(|(_, q, m)| reach((group_cap, max_groups)) < reach((q, m))) {
+            if let Some((ids, q, _)) = structure {
+                folded.push((ids, q));
+            }
+            structure = Some((ids, group_cap, max_groups));
+        } else {
+            folded.push((ids, group_cap));
+        }
+    }
+    for (ids, q) in folded {
+        for cand in &mut cands {
+            if ids.get(cand.0 as usize).copied().flatten().is_some() {
+                cand.1 = cand.1.min(u32::try_from(q).unwrap_or(u32::MAX));
+            }
+        }
+    }
+    let (mut groups, mut group_cap, mut max_groups) = (1usize, u64::MAX, u64::MAX);
+    if let Some((ids, q, m)) = structure {
+        // Every candidate has the key (checked above).
+        if let Some((local, n)) = local_groups(ids, &cands) {
+            for (cand, g) in cands.iter_mut().zip(local) {
+                cand.2 = g;
+            }
+            groups = n;
+        }
+        group_cap = q;
+        max_groups = m;
+        limit = limit.min(q.saturating_mul(m));
+    }
+    cands.retain(|&(_, cap, _)| cap > 0);
+    let capped: u64 = cands.iter().map(|&(_, cap, _)| u64::from(cap)).sum();
+    limit = limit.min(capped);
+    if limit == 0 {
+        return unlimited;
+    }
+    // A used cluster holds at least minReplicasPerCluster replicas (one copy for Duplicated).
+    let need =
+        if divided { u64::from(wc.w.replica_scheduling.min_replicas_per_cluster.unwrap_or(0)).max(1) } else { 1 };
+    let forces =
+        wc.w.spread_constraints
+            .iter()
+            .filter_map(|s| {
+                let min = s.min_groups.unwrap_or(0) as usize;
+                if min < 2 && s.max_skew.is_none() {
+                    return None;
+                }
+                // Clusters without the key are in no group: no lower side is derived then.
+                let (group, groups) = local_groups(fleet.groups(&s.topology_key), &cands)?;
+                Some(Force {
+                    group,
+                    groups,
+                    min,
+                    max: s.max_groups.map_or(usize::MAX, |m| m as usize),
+                    skew: s.max_skew.map(u64::from),
+                    need,
+                })
+            })
+            .collect();
+    Choice {
+        forces,
+        cands,
+        groups,
+        group_cap,
+        max_groups: usize::try_from(max_groups).unwrap_or(usize::MAX),
+        max_clusters: usize::try_from(max_clusters).unwrap_or(usize::MAX),
+        limit,
+    }
+}
+
+/// Scaled prices (see [`certify`]) read off the plan: on each cluster, every resource the plan
+/// fills to at least 90 % is priced at the lowest value density (value per unit of it) among the
+/// workloads the plan put there, shared equally between the filled resources, so the plan's
+/// marginal workloads are about indifferent there. Any prices give a valid bound; these are only
+/// a starting point.
+fn warm_start(
+    fleet: &Fleet<'_>,
+    contexts: &[WorkloadCtx<'_>],
+    outcomes: &[Outcome],
+    values: &[f64],
+    free: &[f64],
+    top: &[f64],
+) -> Vec<f64> {
+    let nr = fleet.resources.len();
+    let mut used = vec![0.0f64; free.len()];
+    let mut density = vec![f64::INFINITY; free.len()];
+    for ((wc, o), &v) in contexts.iter().zip(outcomes).zip(values) {
+        for &(c, n) in o.counts.iter().filter(|&&(_, n)| n > 0) {
+            for &(r, q) in &wc.demand.0 {
+                let i = c * nr + r;
+                used[i] += q as f64 * n as f64;
+                density[i] = density[i].min(v / q as f64);
+            }
+        }
+    }
+    let mut y = vec![0.0f64; free.len()];
+    for c in 0..fleet.clusters.len() {
+        let full = |i: &usize| top[*i] > 0.0 && density[*i].is_finite() && used[*i] >= 0.9 * free[*i];
+        let n = (c * nr..(c + 1) * nr).filter(full).count();
+        for i in (c * nr..(c + 1) * nr).filter(full) {
+            y[i] = (density[i] / n as f64 / top[i]).min(1.0);
+        }
+    }
+    y
 }
 
 /// The certificate of `outcomes` (in placement order).
@@ -105,98 +716,97 @@ pub(crate) fn certify(
     let nr = fleet.resources.len();
     let free: Vec<f64> =
         fleet.free_flat().iter().map(|&f| if f == UNLIMITED { f64::INFINITY } else { f as f64 }).collect();
-    let relax = |(wc, &value): (&WorkloadCtx<'_>, &f64)| {
-        let r = wc.replicas();
-        let divided = wc.divided();
-        let max_per = wc.w.replica_scheduling.max_replicas_per_cluster.map_or(u64::MAX, u64::from);
-        // The union of the groups' admissions: a cluster any group opens is open; one only kept
-        // by some groups holds at most the previous replicas (caps grow with that limit, so this
-        // is the largest cap any group gives).
-        let (mut open, mut keep_only) = (Vec::new(), Vec::new());
-        for &f in &wc.filters {
-            let (o, k) = filters.mask(f).words();
-            if open.is_empty() {
-                open = o.to_vec();
-                keep_only = k.to_vec();
-            } else {
-                open.iter_mut().zip(o).for_each(|(a, b)| *a |= b);
-                keep_only.iter_mut().zip(k).for_each(|(a, b)| *a |= b);
-            }
-        }
-        let mut cands: Vec<(u32, u32)> = Vec::new();
-        for (i, (&o, &k)) in open.iter().zip(&keep_only).enumerate() {
-            let mut bits = o | k;
-            while bits != 0 {
-                let b = bits.trailing_zeros();
-                bits &= bits - 1;
-                let c = i * 64 + b as usize;
-                let keep = if o & (1 << b) != 0 { u64::MAX } else { count_of(&wc.previous, c) };
-                let cap = if divided {
-                    fleet.fit_at_most(&empty, c, &wc.demand, keep.min(max_per).min(r))
-                } else if keep >= r && fleet.fit_at_most(&empty, c, &wc.demand, r) >= r {
-                    r
-                } else {
-                    0
-                };
-                if cap > 0 {
-                    // Caps never exceed the replica count, a u32.
-                    cands.push((c as u32, u32::try_from(cap).unwrap_or(u32::MAX)));
+    let relaxed: Vec<Relaxed> =
+        super::par_map(contexts.iter().zip(&values).collect(), |(wc, &v)| relax(fleet, filters, &empty, wc, v));
+
+    // Prices are scaled per row (cluster and resource): `λ[i] = y[i] · top[i]`, where `top[i]` is
+    // the highest value density (value per unit of the resource) of any workload that may use the
+    // row, so rows only low-value workloads want and rows high-value ones compete for move alike.
+    // At `y[i] = 1` no workload gains from the row any more, so `y <= 1`. Rows without a limit or
+    // without free capacity are not priced (no candidate needs them).
+    let mut top = vec![0.0f64; free.len()];
+    for w in &relaxed {
+        let per_replica = w.value / w.unit;
+        for &(c, _, _) in w.choices.iter().flat_map(|ch| &ch.cands) {
+            let base = c as usize * nr;
+            for &(r, q) in &w.demand {
+                let i = base + r;
+                if q > 0.0 && free[i].is_finite() && free[i] > 0.0 {
+                    top[i] = top[i].max(per_replica / q);
                 }
             }
         }
-        let mut limit =
-            if divided { r as f64 } else { (r as f64) * wc.w.number_of_clusters.map_or(cands.len() as f64, f64::from) };
-        // No plan can meet a spread's minGroups with fewer distinct groups than that among
-        // the clusters it may use, nor place more replicas than its caps allow.
-        let groups_short = wc.w.spread_constraints.iter().any(|s| {
-            let Some(min) = s.min_groups else { return false };
-            // Group ids stand for the distinct topology values (`None`: the key is missing).
-            let ids = fleet.groups(&s.topology_key);
-            let mut groups: Vec<Option<u32>> = cands.iter().map(|&(c, _)| ids[c as usize]).collect();
-            groups.sort_unstable();
-            groups.dedup();
-            groups.len() < min as usize
-        });
-        if groups_short {
-            limit = 0.0;
-        }
-        limit = limit.min(cands.iter().map(|&(_, cap)| f64::from(cap)).sum());
-        let demand = wc.demand.0.iter().map(|&(res, q)| (res, q as f64)).collect();
-        Relaxed { value, cands, demand, limit }
-    };
-    let relaxed: Vec<Relaxed> = super::par_map(contexts.iter().zip(&values).collect(), relax);
-
+    }
+    let warm = warm_start(fleet, contexts, outcomes, &values, &free, &top);
+    let mut y = vec![0.0f64; free.len()];
     let mut prices = vec![0.0f64; free.len()];
     let mut best = f64::INFINITY;
-    let pairs: usize = relaxed.iter().map(|w| w.cands.len()).sum::<usize>().max(1);
-    // Bounded work: about 4e6 pair evaluations in total, between 3 and 40 rounds.
-    let rounds = (4_000_000 / pairs).clamp(3, 40);
+    let mut best_y = y.clone();
+    let pairs: usize = relaxed.iter().flat_map(|w| &w.choices).map(|ch| ch.cands.len()).sum::<usize>().max(1);
+    // Bounded work: about 4e6 pair evaluations in total, between 2 and 40 rounds. Round 0 is
+    // at zero prices, round 1 at the plan's prices (`warm_start`); the subgradient steps go on
+    // from the better of the two.
+    let rounds = (4_000_000 / pairs).clamp(2, 40);
+    // Step scale: halved (restarting from the best prices) after two rounds without progress.
+    let mut theta = 1.0;
+    let mut stale = 0;
     let mut load = vec![0.0f64; free.len()];
-    for _ in 0..rounds {
+    let mut zero_load = load.clone();
+    for round in 0..rounds {
         load.iter_mut().for_each(|l| *l = 0.0);
-        let mut value: f64 = prices.iter().zip(&free).filter(|(p, _)| **p > 0.0).map(|(p, f)| p * f).sum();
+        let mut value: f64 =
+            y.iter().zip(&top).zip(&free).filter(|((y, _), _)| **y > 0.0).map(|((y, t), f)| y * t * f).sum();
         // Each workload's best response is independent given the prices; the sums below are
         // taken in workload order, so the result does not depend on how the responses are found.
         let responses = super::par_map(relaxed.iter().collect(), |w| respond(w, &prices, nr));
-        for (w, response) in relaxed.iter().zip(&responses) {
-            for &(reduced, c, x) in response {
-                value += reduced * x;
+        for (w, (total, response)) in relaxed.iter().zip(&responses) {
+            value += total;
+            for &(c, x) in response {
                 let base = c * nr;
                 for &(r, q) in &w.demand {
-                    load[base + r] += q * x;
+                    load[base + r] += q * w.unit * x;
                 }
             }
         }
-        best = best.min(value);
-        // Projected subgradient step toward the plan's objective (Polyak).
-        let grad: Vec<f64> = free.iter().zip(&load).map(|(f, l)| if f.is_finite() { f - l } else { 0.0 }).collect();
-        let norm: f64 = grad.iter().zip(&prices).filter(|(g, p)| **g < 0.0 || **p > 0.0).map(|(g, _)| g * g).sum();
-        if norm <= 0.0 || best <= objective {
+        if value < best {
+            best = value;
+            best_y.copy_from_slice(&y);
+            stale = 0;
+        } else if round == 1 {
+            // The plan's prices did not help: step from zero prices instead.
+            y.copy_from_slice(&best_y);
+            load.copy_from_slice(&zero_load);
+            value = best;
+        } else {
+            stale += 1;
+            if stale >= 2 {
+                theta /= 2.0;
+                stale = 0;
+                y.copy_from_slice(&best_y);
+            }
+        }
+        if round == 0 {
+            zero_load.copy_from_slice(&load);
+            if best > objective {
+                y.copy_from_slice(&warm);
+                for ((lambda, &y), &t) in prices.iter_mut().zip(&y).zip(&top) {
+                    *lambda = y * t;
+                }
+                continue;
+            }
+        }
+        // Projected subgradient step toward the plan's objective (Polyak, scaled by `theta`), in
+        // the scaled prices: `∂/∂y[i] = (free[i] − load[i]) · top[i]`.
+        let grad: Vec<f64> =
+            top.iter().zip(&free).zip(&load).map(|((&t, &f), &l)| if t > 0.0 { (f - l) * t } else { 0.0 }).collect();
+        let sq: f64 = grad.iter().zip(&y).filter(|(g, y)| **g < 0.0 || **y > 0.0).map(|(g, _)| g * g).sum();
+        if sq <= 0.0 || best <= objective || theta < 1e-3 {
             break;
         }
-        let step = (value - objective).max(value * 1e-3) / norm;
-        for (p, g) in prices.iter_mut().zip(&grad) {
-            *p = (*p - step * g).max(0.0);
+        let step = theta * (value - objective).max(value * 1e-3) / sq;
+        for ((y, g), (lambda, &t)) in y.iter_mut().zip(&grad).zip(prices.iter_mut().zip(&top)) {
+            *y = (*y - step * g).clamp(0.0, 1.0);
+            *lambda = *y * t;
         }
     }
     let bound = best.max(objective);
@@ -221,5 +831,83 @@ mod tests {
         let contexts: Vec<_> = order.iter().map(|w| super::WorkloadCtx::new(w, &fleet, &filters, None)).collect();
         let values = super::replica_values(&contexts);
         assert_eq!(values, vec![6.0, 1.0]);
+    }
+
+    use crate::{Cluster, ClusterAffinity, Location, PlacementInput, Quantity, SpreadConstraint, Workload, solve};
+
+    fn cluster(name: &str, zone: &str, provider: &str, cpu: u64) -> Cluster {
+        let mut c = Cluster { name: name.into(), ..Cluster::default() };
+        c.location = Location { provider: Some(provider.into()), region: Some("r".into()), zone: Some(zone.into()) };
+        c.capacity.insert("cpu".into(), Quantity::from_units(cpu));
+        c
+    }
+
+    fn workload(replicas: u32) -> Workload {
+        let mut w = Workload::named("w");
+        w.replicas = replicas;
+        w.resources.insert("cpu".into(), Quantity::from_units(1));
+        w
+    }
+
+    fn spread(key: &str, min: Option<u32>, max: Option<u32>, skew: Option<u32>) -> SpreadConstraint {
+        SpreadConstraint { topology_key: key.into(), min_groups: min, max_groups: max, max_skew: skew }
+    }
+
+    fn bound_of(clusters: Vec<Cluster>, w: Workload) -> (f64, f64) {
+        let plan = solve(&PlacementInput { clusters, workloads: vec![w], ..PlacementInput::default() }).expect("valid");
+        (plan.objective, plan.bound)
+    }
+
+    // In the cases below the earlier relaxation (the union of the affinity groups, no spread
+    // limits) gave 10 unless noted: every replica fits somewhere on its own.
+
+    #[test]
+    fn skew_and_min_groups_bound_the_best_group() {
+        // Two zones must be used, within one replica of each other; zone b has room for one, so
+        // at most 1 + 2 replicas are placed.
+        let mut w = workload(10);
+        w.spread_constraints.push(spread("zone", Some(2), None, Some(1)));
+        let (objective, bound) = bound_of(vec![cluster("a", "za", "p", 10), cluster("b", "zb", "p", 1)], w);
+        assert_eq!(objective, 3.0);
+        assert!(bound <= 3.0 + 1e-9, "bound {bound}");
+    }
+
+    #[test]
+    fn one_affinity_group_is_used() {
+        let mut w = workload(10);
+        w.cluster_affinities = ["a", "b"]
+            .iter()
+            .map(|n| ClusterAffinity {
+                name: Some(format!("g-{n}")),
+                cluster_names: vec![n.to_string()],
+                ..Default::default()
+            })
+            .collect();
+        let (objective, bound) = bound_of(vec![cluster("a", "za", "p", 5), cluster("b", "zb", "q", 5)], w);
+        assert_eq!(objective, 5.0);
+        assert!(bound <= 5.0 + 1e-9, "bound {bound}");
+    }
+
+    #[test]
+    fn max_groups_is_priced() {
+        let mut w = workload(10);
+        w.spread_constraints.push(spread("provider", None, Some(1), None));
+        let (objective, bound) = bound_of(vec![cluster("a", "za", "p", 5), cluster("b", "zb", "q", 5)], w);
+        assert_eq!(objective, 5.0);
+        assert!(bound <= 5.0 + 1e-9, "bound {bound}");
+    }
+
+    #[test]
+    fn duplicated_skew_caps_copies_per_group() {
+        // Up to three copies of 2 replicas on two providers with equal counts: provider q has room
+        // for one copy, so two copies (4 replicas) at most; the earlier relaxation allowed 6.
+        let mut w = workload(2);
+        w.replica_scheduling.kind = crate::ReplicaSchedulingType::Duplicated;
+        w.number_of_clusters = Some(3);
+        w.spread_constraints.push(spread("provider", Some(2), None, Some(0)));
+        let clusters = vec![cluster("a", "za", "p", 4), cluster("b", "zb", "p", 4), cluster("c", "zc", "q", 2)];
+        let (objective, bound) = bound_of(clusters, w);
+        assert_eq!(objective, 4.0);
+        assert!(bound <= 4.0 + 1e-9, "bound {bound}");
     }
 }

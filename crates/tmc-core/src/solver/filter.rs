@@ -194,12 +194,6 @@ impl Mask {
         }
     }
 
-    /// The `Open` and the `KeepOnly` clusters as bitsets (cluster `c` is bit `c % 64` of word
-    /// `c / 64`).
-    pub fn words(&self) -> (&[u64], &[u64]) {
-        (&self.open, &self.keep)
-    }
-
     /// Clusters that are `Open` or `KeepOnly`, in index order.
     pub fn admitted(&self) -> impl Iterator<Item = usize> + '_ {
         self.open.iter().zip(&self.keep).enumerate().flat_map(|(i, (o, k))| {

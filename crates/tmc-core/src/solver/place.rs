@@ -159,13 +159,13 @@ impl<'a> WorkloadCtx<'a> {
         self.w.replica_scheduling.kind == ReplicaSchedulingType::Divided
     }
 
-    fn uses_static_weights(&self) -> bool {
+    pub fn uses_static_weights(&self) -> bool {
         self.divided() && self.w.replica_scheduling.division == Division::Weighted
     }
 
     /// Static weight of cluster `c` for Weighted division: the first matching entry, else 0;
     /// equal weights when no entry is given.
-    fn static_weight(&self, filters: &Filters<'_>, c: usize) -> u64 {
+    pub fn static_weight(&self, filters: &Filters<'_>, c: usize) -> u64 {
         let weights = &self.w.replica_scheduling.weights;
         if weights.is_empty() {
             return 1;
