@@ -70,6 +70,7 @@ fn main() {
     let mut hasher = std::hash::DefaultHasher::new();
     std::hash::Hash::hash(&format!("{:?}", plan.placements), &mut hasher);
     println!("placements digest {:016x}", std::hash::Hasher::finish(&hasher));
+    println!("certificate exactly: objective {:?} bound {:?} gap {:?}", plan.objective, plan.bound, plan.gap);
 
     // Outcome per archetype (the name prefix), with one message of a workload not fully placed.
     let mut by_kind: BTreeMap<&str, ([usize; 3], Option<&str>)> = BTreeMap::new();
