@@ -703,15 +703,21 @@ fn warm_start(
     y
 }
 
-/// The certificate of `outcomes` (in placement order).
-pub(crate) fn certify(
-    fleet: &Fleet<'_>,
-    filters: &Filters<'_>,
-    contexts: &[WorkloadCtx<'_>],
-    outcomes: &[Outcome],
-) -> Certificate {
+/// What the certificate needs that does not depend on the plan: the objective's values, each
+/// workload's relaxed choices, the row scales and the Lagrangian at zero prices. Computed while
+/// the plan is being made (the placement itself runs on one core).
+pub(crate) struct Prepared {
+    values: Vec<f64>,
+    relaxed: Vec<Relaxed>,
+    free: Vec<f64>,
+    top: Vec<f64>,
+    /// The Lagrangian's value and the rows' load at zero prices (round 0).
+    zero: (f64, Vec<f64>),
+}
+
+/// The plan-independent part of the certificate of `contexts` (in placement order).
+pub(crate) fn prepare(fleet: &Fleet<'_>, filters: &Filters<'_>, contexts: &[WorkloadCtx<'_>]) -> Prepared {
     let values = replica_values(contexts);
-    let objective: f64 = outcomes.iter().zip(&values).map(|(o, v)| o.placed() as f64 * v).sum();
     let empty = fleet.empty_usage();
     let nr = fleet.resources.len();
     let free: Vec<f64> =
@@ -737,6 +743,41 @@ pub(crate) fn certify(
             }
         }
     }
+    let zero = lagrangian(&relaxed, &vec![0.0; free.len()], &top, &free, &vec![0.0; free.len()], nr);
+    Prepared { values, relaxed, free, top, zero }
+}
+
+/// The Lagrangian's value at scaled prices `y` (`prices = y · top`) and the load the workloads'
+/// best responses put on each row.
+fn lagrangian(relaxed: &[Relaxed], y: &[f64], top: &[f64], free: &[f64], prices: &[f64], nr: usize) -> (f64, Vec<f64>) {
+    let mut load = vec![0.0f64; free.len()];
+    let mut value: f64 = y.iter().zip(top).zip(free).filter(|((y, _), _)| **y > 0.0).map(|((y, t), f)| y * t * f).sum();
+    // Each workload's best response is independent given the prices; the sums below are taken in
+    // workload order, so the result does not depend on how the responses are found.
+    let responses = super::par_map(relaxed.iter().collect(), |w| respond(w, prices, nr));
+    for (w, (total, response)) in relaxed.iter().zip(&responses) {
+        value += total;
+        for &(c, x) in response {
+            let base = c * nr;
+            for &(r, q) in &w.demand {
+                load[base + r] += q * w.unit * x;
+            }
+        }
+    }
+    (value, load)
+}
+
+/// The certificate of `outcomes` (in placement order), from what [`prepare`] computed for the
+/// same contexts.
+pub(crate) fn certify(
+    prepared: Prepared,
+    fleet: &Fleet<'_>,
+    contexts: &[WorkloadCtx<'_>],
+    outcomes: &[Outcome],
+) -> Certificate {
+    let Prepared { values, relaxed, free, top, zero } = prepared;
+    let nr = fleet.resources.len();
+    let objective: f64 = outcomes.iter().zip(&values).map(|(o, v)| o.placed() as f64 * v).sum();
     let warm = warm_start(fleet, contexts, outcomes, &values, &free, &top);
     let mut y = vec![0.0f64; free.len()];
     let mut prices = vec![0.0f64; free.len()];
@@ -750,24 +791,14 @@ pub(crate) fn certify(
     // Step scale: halved (restarting from the best prices) after two rounds without progress.
     let mut theta = 1.0;
     let mut stale = 0;
-    let mut load = vec![0.0f64; free.len()];
-    let mut zero_load = load.clone();
+    let (zero_value, zero_load) = zero;
+    let mut zero = Some((zero_value, zero_load.clone()));
     for round in 0..rounds {
-        load.iter_mut().for_each(|l| *l = 0.0);
-        let mut value: f64 =
-            y.iter().zip(&top).zip(&free).filter(|((y, _), _)| **y > 0.0).map(|((y, t), f)| y * t * f).sum();
-        // Each workload's best response is independent given the prices; the sums below are
-        // taken in workload order, so the result does not depend on how the responses are found.
-        let responses = super::par_map(relaxed.iter().collect(), |w| respond(w, &prices, nr));
-        for (w, (total, response)) in relaxed.iter().zip(&responses) {
-            value += total;
-            for &(c, x) in response {
-                let base = c * nr;
-                for &(r, q) in &w.demand {
-                    load[base + r] += q * w.unit * x;
-                }
-            }
-        }
+        // Round 0 (zero prices) was computed by `prepare`.
+        let (mut value, mut load) = match zero.take() {
+            Some(at_zero) => at_zero,
+            None => lagrangian(&relaxed, &y, &top, &free, &prices, nr),
+        };
         if value < best {
             best = value;
             best_y.copy_from_slice(&y);
@@ -785,15 +816,12 @@ pub(crate) fn certify(
                 y.copy_from_slice(&best_y);
             }
         }
-        if round == 0 {
-            zero_load.copy_from_slice(&load);
-            if best > objective {
-                y.copy_from_slice(&warm);
-                for ((lambda, &y), &t) in prices.iter_mut().zip(&y).zip(&top) {
-                    *lambda = y * t;
-                }
-                continue;
+        if round == 0 && best > objective {
+            y.copy_from_slice(&warm);
+            for ((lambda, &y), &t) in prices.iter_mut().zip(&y).zip(&top) {
+                *lambda = y * t;
             }
+            continue;
         }
         // Projected subgradient step toward the plan's objective (Polyak, scaled by `theta`), in
         // the scaled prices: `∂/∂y[i] = (free[i] − load[i]) · top[i]`.
@@ -817,7 +845,7 @@ pub(crate) fn certify(
 #[cfg(test)]
 mod tests {
     #[test]
-    fn level_weights_make_priorities_lexicographic() {
+    fn replica_values_grow_linearly_with_priority() {
         use crate::{PlacementInput, Workload};
         let mut low = Workload::named("low");
         low.replicas = 10;

@@ -52,6 +52,18 @@ pub(crate) fn par_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync
     }
 }
 
+/// Runs `a` and `b`, in parallel where the `parallel` feature is on.
+fn join<A: Send, B: Send>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B + Send) -> (A, B) {
+    #[cfg(feature = "parallel")]
+    {
+        rayon::join(a, b)
+    }
+    #[cfg(not(feature = "parallel"))]
+    {
+        (a(), b())
+    }
+}
+
 /// Validates `input` and places every workload. The same input always gives the same plan,
 /// whatever the order of clusters and workloads in it.
 pub fn solve(input: &PlacementInput) -> Result<Plan, ValidationErrors> {
@@ -90,10 +102,14 @@ fn solve_explained(input: &PlacementInput, detail: Option<&WorkloadKey>) -> (Pla
     let contexts: Vec<WorkloadCtx<'_>> =
         par_map(order.iter().collect(), |w| WorkloadCtx::new(w, &fleet, &filters, previous.get(&w.key()).copied()));
 
+    // Placement runs on one core; the plan-independent part of the certificate uses the others
+    // meanwhile.
     let values = certificate::replica_values(&contexts);
-    let Placed { outcomes, .. } = place_all(&contexts, &fleet, &filters, fleet.empty_usage(), &values, true, None);
-
-    let certificate = certificate::certify(&fleet, &filters, &contexts, &outcomes);
+    let (Placed { outcomes, .. }, prepared) = join(
+        || place_all(&contexts, &fleet, &filters, fleet.empty_usage(), &values, true, None),
+        || certificate::prepare(&fleet, &filters, &contexts),
+    );
+    let certificate = certificate::certify(prepared, &fleet, &contexts, &outcomes);
     let detail = detail.and_then(|key| {
         let i = contexts.iter().position(|wc| wc.w.key() == *key)?;
         let o = &outcomes[i];
