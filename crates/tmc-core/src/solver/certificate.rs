@@ -784,10 +784,10 @@ pub(crate) fn certify(
     let mut best = f64::INFINITY;
     let mut best_y = y.clone();
     let pairs: usize = relaxed.iter().flat_map(|w| &w.choices).map(|ch| ch.cands.len()).sum::<usize>().max(1);
-    // Bounded work: about 4e6 pair evaluations in total, between 2 and 40 rounds. Round 0 is
+    // Bounded work: about 1e6 pair evaluations in total, between 2 and 40 rounds. Round 0 is
     // at zero prices, round 1 at the plan's prices (`warm_start`); the subgradient steps go on
     // from the better of the two.
-    let rounds = (4_000_000 / pairs).clamp(2, 40);
+    let rounds = (1_000_000 / pairs).clamp(2, 40);
     // Step scale: halved (restarting from the best prices) after two rounds without progress.
     let mut theta = 1.0;
     let mut stale = 0;
