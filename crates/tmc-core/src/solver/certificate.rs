@@ -656,6 +656,8 @@ fn choice(fleet: &Fleet<'_>, wc: &WorkloadCtx<'_>, mut cands: Vec<(u32, u32, u32
                 })
             })
             .collect();
+    // Kept for every workload until the bound is found: no spare capacity from pushing.
+    cands.shrink_to_fit();
     Choice {
         forces,
         cands,

@@ -204,7 +204,7 @@ fn place_all(
         }
         fleet.add(&mut usage, &outcome.counts, &wc.demand);
         fleet.add(&mut placed, &outcome.counts, &wc.demand);
-        outcome.forget_explanation_if_complete();
+        outcome.compact_explanation();
         outcomes.push(outcome);
     }
     for (o, e) in outcomes.iter_mut().zip(events) {

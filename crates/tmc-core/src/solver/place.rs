@@ -64,12 +64,17 @@ impl Outcome {
     }
 
     /// Drops what only the explanation of an incomplete outcome needs (a complete one has none):
-    /// kept for every workload, it would grow with workloads × clusters.
-    pub fn forget_explanation_if_complete(&mut self) {
+    /// kept for every workload, it would grow with workloads × clusters. An incomplete one keeps
+    /// it without spare capacity.
+    pub fn compact_explanation(&mut self) {
         if self.complete {
             self.capacity_rejections = Vec::new();
             self.short = Vec::new();
             self.candidates = Vec::new();
+        } else {
+            self.capacity_rejections.shrink_to_fit();
+            self.short.shrink_to_fit();
+            self.candidates.shrink_to_fit();
         }
     }
 
