@@ -1,0 +1,112 @@
+//! Which path the incremental `Placer` takes for a change, on small hand-made fleets, and that
+//! each path ends where a full re-plan of the same state ends (the property test
+//! `the_incremental_placer_matches_a_full_replan` covers random states; these pin the paths).
+
+use tmc_core::{Cluster, PlacementInput, Placer, Preemption, Update, Workload, WorkloadKey, solve};
+
+fn parse(yaml: &str) -> PlacementInput {
+    serde_saphyr::from_str(yaml).unwrap_or_else(|e| panic!("bad test YAML: {e}"))
+}
+
+/// The plan a full re-plan of the placer's current state gives (its plan as the previous one).
+fn replanned(placer: &Placer) -> tmc_core::Plan {
+    solve(&placer.input()).unwrap_or_else(|e| panic!("the placer's state is valid: {e}"))
+}
+
+fn workload(placer: &Placer, name: &str) -> Workload {
+    let key = WorkloadKey::new("default", name);
+    placer.input().workloads.into_iter().find(|w| w.key() == key).unwrap_or_else(|| panic!("no {name}"))
+}
+
+fn placed(placer: &Placer, name: &str) -> u64 {
+    placer.plan().get(&WorkloadKey::new("default", name)).map_or(0, |p| p.placed)
+}
+
+/// Two clusters of 4 cpu: `web` (high priority) takes 6, `batch` (low priority, 4 wanted) gets
+/// the 2 left and stays pending.
+const CONTENDED: &str = "
+clusters:
+  - {name: a, capacity: {cpu: '4'}}
+  - {name: b, capacity: {cpu: '4'}}
+workloads:
+  - {name: web, replicas: 6, priority: 10, resources: {cpu: '1'}}
+  - {name: batch, replicas: 4, resources: {cpu: '1'}}
+";
+
+#[test]
+fn a_change_in_a_settled_fleet_places_only_the_changed_workload() {
+    let roomy = CONTENDED.replace("cpu: '4'", "cpu: '40'");
+    let mut placer = Placer::new(parse(&roomy)).expect("valid");
+    let mut web = workload(&placer, "web");
+    web.replicas = 7;
+    assert_eq!(placer.upsert_workload(web).expect("valid"), Update::Incremental);
+    assert_eq!(placed(&placer, "web"), 7);
+    assert_eq!(placer.plan().placements, replanned(&placer).placements);
+}
+
+#[test]
+fn freed_capacity_goes_to_the_pending_workloads_without_a_full_replan() {
+    let mut placer = Placer::new(parse(CONTENDED)).expect("valid");
+    assert_eq!((placed(&placer, "web"), placed(&placer, "batch")), (6, 2));
+    let before = placer.input();
+    let mut web = workload(&placer, "web");
+    web.replicas = 4;
+    // The pending `batch` admits the clusters `web` frees: it is placed again with `web`.
+    assert_eq!(placer.upsert_workload(web.clone()).expect("valid"), Update::Partial);
+    assert_eq!((placed(&placer, "web"), placed(&placer, "batch")), (4, 4));
+    let mut reference = before;
+    reference.workloads.iter_mut().filter(|w| w.name == "web").for_each(|w| *w = web.clone());
+    assert_eq!(placer.plan().placements, solve(&reference).expect("valid").placements);
+    // Now every workload is settled: the next change is placed alone.
+    let mut batch = workload(&placer, "batch");
+    batch.replicas = 3;
+    assert_eq!(placer.upsert_workload(batch).expect("valid"), Update::Incremental);
+    assert_eq!(placer.plan().placements, replanned(&placer).placements);
+    // Removing the only workload of the lowest priority changes every replica's weight in the
+    // objective: a full re-plan.
+    assert_eq!(placer.remove_workload(&WorkloadKey::new("default", "batch")), Some(Update::Full));
+}
+
+#[test]
+fn a_removed_workload_frees_capacity_for_the_pending_ones() {
+    let mut placer = Placer::new(parse(CONTENDED)).expect("valid");
+    assert_eq!(placer.remove_workload(&WorkloadKey::new("default", "web")), Some(Update::Partial));
+    assert_eq!(placed(&placer, "batch"), 4);
+    assert_eq!(placer.plan().placements, replanned(&placer).placements);
+}
+
+#[test]
+fn a_pending_workload_that_may_preempt_forces_a_full_replan() {
+    let mut input = parse(CONTENDED);
+    // The pending `batch` may preempt lower priorities: in a re-plan it would look for victims
+    // among every workload, settled ones included, which only a full re-plan sees.
+    for w in &mut input.workloads {
+        if w.name == "batch" {
+            w.priority = 5;
+            w.preemption = Preemption::PreemptLowerPriority;
+        }
+    }
+    let mut placer = Placer::new(input).expect("valid");
+    let mut web = workload(&placer, "web");
+    web.replicas = 5;
+    assert_eq!(placer.upsert_workload(web).expect("valid"), Update::Full);
+    assert_eq!(placer.plan().placements, replanned(&placer).placements);
+}
+
+#[test]
+fn a_workload_that_needs_more_per_replica_forces_a_full_replan() {
+    let mut placer = Placer::new(parse(CONTENDED)).expect("valid");
+    let mut web = workload(&placer, "web");
+    web.resources.insert("cpu".into(), tmc_core::Quantity::parse("1500m").expect("quantity"));
+    assert_eq!(placer.upsert_workload(web).expect("valid"), Update::Full);
+    assert_eq!(placer.plan().placements, replanned(&placer).placements);
+}
+
+#[test]
+fn cluster_changes_replan_in_full() {
+    let mut placer = Placer::new(parse(CONTENDED)).expect("valid");
+    let c = Cluster { name: "c".into(), ..Cluster::default() };
+    assert_eq!(placer.upsert_cluster(c).expect("valid"), Update::Full);
+    assert_eq!(placer.remove_cluster("c"), Some(Update::Full));
+    assert_eq!(placer.plan().placements, replanned(&placer).placements);
+}
