@@ -448,8 +448,8 @@ fn for_each_unused(
     let mask = filters.mask(wc.filters[o.term]);
     let mut capacity = o.capacity_rejections.iter().peekable();
     for c in 0..n {
-        while capacity.next_if(|&&(x, _)| x < c).is_some() {}
-        let no_room = capacity.next_if(|&&(x, _)| x == c).map(|&(_, why)| why);
+        while capacity.next_if(|&&(x, _)| (x as usize) < c).is_some() {}
+        let no_room = capacity.next_if(|&&(x, _)| x as usize == c).map(|&(_, why)| why);
         if count_of(&o.counts, c) > 0 {
             continue;
         }

@@ -42,7 +42,7 @@ pub(crate) struct Outcome {
     pub complete: bool,
     /// Clusters that passed the filters but had no room (or weight 0), with the reasons, in
     /// cluster order.
-    pub capacity_rejections: Vec<(usize, NoRoom)>,
+    pub capacity_rejections: Vec<(u32, NoRoom)>,
     /// The resources [`NoRoom::Short`] entries point into.
     pub short: Vec<u32>,
     /// Clusters that passed every filter and had room, sorted.
@@ -110,7 +110,7 @@ pub(crate) struct Survey {
     /// Static weight per cluster index for Weighted division (0 elsewhere).
     pub weight: Vec<u64>,
     /// Admitted clusters without room or with weight 0, and why.
-    pub capacity_rejections: Vec<(usize, NoRoom)>,
+    pub capacity_rejections: Vec<(u32, NoRoom)>,
     /// The short resources `capacity_rejections` point into.
     pub short: Vec<u32>,
 }
@@ -353,7 +353,10 @@ impl<'a> WorkloadCtx<'a> {
         .max(r)
         .max(need);
         let n_clusters = fleet.clusters.len();
-        let mut capacity_rejections: Vec<(usize, NoRoom)> = Vec::new();
+        let mut capacity_rejections: Vec<(u32, NoRoom)> = Vec::new();
+        // Cluster indices fit in 32 bits (they index in-memory clusters); kept small because
+        // incomplete outcomes keep these lists until they are explained.
+        let index = |c: usize| u32::try_from(c).unwrap_or(u32::MAX);
         let mut short: Vec<u32> = Vec::new();
         let mut cands: Vec<usize> = Vec::new();
         // Dense per-cluster room and weight of the candidates (0 elsewhere).
@@ -382,13 +385,13 @@ impl<'a> WorkloadCtx<'a> {
                 } else {
                     NoRoom::Kept
                 };
-                capacity_rejections.push((c, why));
+                capacity_rejections.push((index(c), why));
                 continue;
             }
             if self.uses_static_weights() {
                 let wt = self.static_weight(filters, c);
                 if wt == 0 {
-                    capacity_rejections.push((c, NoRoom::ZeroWeight));
+                    capacity_rejections.push((index(c), NoRoom::ZeroWeight));
                     continue;
                 }
                 weight[c] = wt;
