@@ -62,7 +62,7 @@ pub(crate) fn replica_values(contexts: &[WorkloadCtx<'_>]) -> Vec<f64> {
 /// Divided, a whole copy (all replicas on one cluster) for Duplicated.
 struct Choice {
     /// `(cluster, cap in units, topology group)` per candidate, in cluster order.
-    cands: Vec<(u32, u32, u32)>,
+    cands: Cands,
     /// Number of distinct topology groups of `cands` (1 when no group structure is used).
     groups: usize,
     /// At most this many units per topology group.
@@ -75,6 +75,55 @@ struct Choice {
     limit: u64,
     /// The lower sides of the spread constraints.
     forces: Vec<Force>,
+}
+
+/// A choice set's candidates, `(cluster, cap in units, topology group)` in cluster order. Kept
+/// for every workload until the bound is found, so stored without the group where every group is
+/// 0 (no group structure: most workloads), a third less memory.
+enum Cands {
+    Plain(Vec<(u32, u32)>),
+    Grouped(Vec<(u32, u32, u32)>),
+}
+
+impl Cands {
+    fn new(cands: Vec<(u32, u32, u32)>) -> Self {
+        if cands.iter().all(|&(_, _, g)| g == 0) {
+            // A fresh allocation of exactly this size (collecting in place would keep the old one).
+            let mut plain = Vec::with_capacity(cands.len());
+            plain.extend(cands.iter().map(|&(c, cap, _)| (c, cap)));
+            Cands::Plain(plain)
+        } else {
+            let mut cands = cands;
+            cands.shrink_to_fit();
+            Cands::Grouped(cands)
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Cands::Plain(v) => v.len(),
+            Cands::Grouped(v) => v.len(),
+        }
+    }
+
+    fn get(&self, i: usize) -> (u32, u32, u32) {
+        match self {
+            Cands::Plain(v) => (v[i].0, v[i].1, 0),
+            Cands::Grouped(v) => v[i],
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (u32, u32, u32)> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
+    /// The position of cluster `c` among the candidates.
+    fn position(&self, c: usize) -> Option<usize> {
+        match self {
+            Cands::Plain(v) => v.binary_search_by_key(&c, |&(k, _)| k as usize).ok(),
+            Cands::Grouped(v) => v.binary_search_by_key(&c, |&(k, _, _)| k as usize).ok(),
+        }
+    }
 }
 
 /// One workload's relaxed choice sets (one per affinity group: a plan uses one of them).
@@ -103,7 +152,7 @@ fn respond(w: &Relaxed, prices: &[f64], nr: usize) -> (f64, Vec<(usize, f64)>) {
     let mut rho = Vec::new();
     for ch in &w.choices {
         rho.clear();
-        rho.extend(ch.cands.iter().map(|&(c, _, _)| reduced(w, prices, nr, c)));
+        rho.extend(ch.cands.iter().map(|(c, _, _)| reduced(w, prices, nr, c)));
         let r = respond_choice(ch, &rho);
         if r.0 > best.0 {
             best = r;
@@ -139,10 +188,7 @@ fn respond_choice(ch: &Choice, rho: &[f64]) -> (f64, Vec<(usize, f64)>) {
     }
     let mut best = (bound, response);
     // The smallest reduced value greedy takes (it takes most reduced value first).
-    let last = greedy
-        .last()
-        .and_then(|&(c, _)| ch.cands.binary_search_by_key(&c, |&(k, _, _)| k as usize).ok())
-        .map_or(0.0, |i| rho[i]);
+    let last = greedy.last().and_then(|&(c, _)| ch.cands.position(c)).map_or(0.0, |i| rho[i]);
     for f in &ch.forces {
         if f.met(&ch.cands, &greedy) {
             continue;
@@ -205,7 +251,7 @@ fn respond_counts(ch: &Choice, rho: &[f64]) -> (f64, Vec<(usize, f64)>, Vec<(usi
                 break;
             }
             let (v, i) = unkey(key);
-            let (c, cap, g) = ch.cands[i];
+            let (c, cap, g) = ch.cands.get(i);
             let mut x = u64::from(cap).min(left);
             if grouped {
                 let gl = &mut group_left[g as usize];
@@ -245,7 +291,7 @@ fn respond_counts(ch: &Choice, rho: &[f64]) -> (f64, Vec<(usize, f64)>, Vec<(usi
                 if v <= mu {
                     break;
                 }
-                let (_, cap, g) = ch.cands[i];
+                let (_, cap, g) = ch.cands.get(i);
                 let g = g as usize;
                 let x = u64::from(cap).min(ch.limit).min(ch.group_cap - used[g]);
                 used[g] += x;
@@ -258,7 +304,9 @@ fn respond_counts(ch: &Choice, rho: &[f64]) -> (f64, Vec<(usize, f64)>, Vec<(usi
             mu * limit + tally[..m.min(tally.len())].iter().sum::<f64>()
         } else {
             per.clear();
-            per.extend(items.iter().take_while(|&&(v, _)| v > mu).map(|&(v, i)| (v - mu) * unit_cap(ch.cands[i].1)));
+            per.extend(
+                items.iter().take_while(|&&(v, _)| v > mu).map(|&(v, i)| (v - mu) * unit_cap(ch.cands.get(i).1)),
+            );
             let m = ch.max_clusters;
             if m < per.len() {
                 per.select_nth_unstable_by(m, |a, b| b.total_cmp(a));
@@ -305,7 +353,7 @@ fn respond_counts(ch: &Choice, rho: &[f64]) -> (f64, Vec<(usize, f64)>, Vec<(usi
             if v <= mu {
                 break;
             }
-            let (c, cap, g) = ch.cands[i];
+            let (c, cap, g) = ch.cands.get(i);
             let gi = g as usize;
             let x = u64::from(cap).min(ch.limit).min(ch.group_cap - used[gi]);
             used[gi] += x;
@@ -326,8 +374,8 @@ fn respond_counts(ch: &Choice, rho: &[f64]) -> (f64, Vec<(usize, f64)>, Vec<(usi
             .iter()
             .take_while(|&&(v, _)| v > mu)
             .map(|&(v, i)| {
-                let x = unit_cap(ch.cands[i].1);
-                ((v - mu) * x, ch.cands[i].0 as usize, x)
+                let x = unit_cap(ch.cands.get(i).1);
+                ((v - mu) * x, ch.cands.get(i).0 as usize, x)
             })
             .collect();
         vals.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
@@ -352,11 +400,11 @@ struct Force {
 
 impl Force {
     /// Whether `taken` (`(cluster, units)`, candidates in `cands` order) meets the constraint.
-    fn met(&self, cands: &[(u32, u32, u32)], taken: &[(usize, f64)]) -> bool {
+    fn met(&self, cands: &Cands, taken: &[(usize, f64)]) -> bool {
         let mut counts = vec![0.0f64; self.groups];
         for &(c, x) in taken {
             // Candidates are in cluster order.
-            if let Ok(j) = cands.binary_search_by_key(&c, |&(k, _, _)| k as usize) {
+            if let Some(j) = cands.position(c) {
                 counts[self.group[j] as usize] += x;
             }
         }
@@ -380,7 +428,7 @@ fn force_bound(ch: &Choice, f: &Force, rho: &[f64]) -> Option<(f64, Vec<(usize, 
     let n = ch.cands.len();
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|&a, &b| rho[b].total_cmp(&rho[a]).then(a.cmp(&b)));
-    let cap = |i: usize| u64::from(ch.cands[i].1).min(ch.limit);
+    let cap = |i: usize| u64::from(ch.cands.get(i).1).min(ch.limit);
     // Per group its candidates, best first.
     let mut per: Vec<Vec<usize>> = vec![Vec::new(); f.groups];
     for &i in &order {
@@ -401,7 +449,7 @@ fn force_bound(ch: &Choice, f: &Force, rho: &[f64]) -> Option<(f64, Vec<(usize, 
             left -= x;
             v += rho[i] * x as f64;
             if let Some(o) = out.as_deref_mut() {
-                o.push((ch.cands[i].0 as usize, x as f64));
+                o.push((ch.cands.get(i).0 as usize, x as f64));
             }
         }
         v
@@ -431,7 +479,7 @@ fn force_bound(ch: &Choice, f: &Force, rho: &[f64]) -> Option<(f64, Vec<(usize, 
                 let x = cap(i).min(left);
                 left -= x;
                 value += rho[i] * x as f64;
-                response.push((ch.cands[i].0 as usize, x as f64));
+                response.push((ch.cands.get(i).0 as usize, x as f64));
             }
             Some((value, response))
         }
@@ -545,7 +593,7 @@ fn choice(fleet: &Fleet<'_>, wc: &WorkloadCtx<'_>, mut cands: Vec<(u32, u32, u32
     let r = wc.replicas();
     let divided = wc.divided();
     let unlimited = Choice {
-        cands: Vec::new(),
+        cands: Cands::Plain(Vec::new()),
         groups: 1,
         group_cap: u64::MAX,
         max_groups: 1,
@@ -656,11 +704,9 @@ fn choice(fleet: &Fleet<'_>, wc: &WorkloadCtx<'_>, mut cands: Vec<(u32, u32, u32
                 })
             })
             .collect();
-    // Kept for every workload until the bound is found: no spare capacity from pushing.
-    cands.shrink_to_fit();
     Choice {
         forces,
-        cands,
+        cands: Cands::new(cands),
         groups,
         group_cap,
         max_groups: usize::try_from(max_groups).unwrap_or(usize::MAX),
@@ -735,7 +781,7 @@ pub(crate) fn prepare(fleet: &Fleet<'_>, filters: &Filters<'_>, contexts: &[Work
     let mut top = vec![0.0f64; free.len()];
     for w in &relaxed {
         let per_replica = w.value / w.unit;
-        for &(c, _, _) in w.choices.iter().flat_map(|ch| &ch.cands) {
+        for (c, _, _) in w.choices.iter().flat_map(|ch| ch.cands.iter()) {
             let base = c as usize * nr;
             for &(r, q) in &w.demand {
                 let i = base + r;
