@@ -466,15 +466,7 @@ impl Placer {
         // What the settled workloads use: the ledger without the workloads placed again (in the
         // version the ledger holds) and without `changed`'s old replicas.
         let (nr, n_clusters) = (fleet.resources.len(), fleet.clusters.len());
-        let mut used = vec![0u128; n_clusters * nr];
-        for (r, name) in fleet.resources.iter().enumerate() {
-            if let Some(column) = self.used.get(*name) {
-                for (c, &u) in column.iter().enumerate() {
-                    used[c * nr + r] = u;
-                }
-            }
-        }
-        let mut on = self.workloads_on.clone();
+        let (mut used, mut on) = self.ledger_usage(&fleet);
         let mut held: Vec<(&Workload, &Placement)> = Vec::new();
         for &key in &keys {
             let version = if key == changed { old } else { Some(&self.workloads[self.index[key]]) };
@@ -547,6 +539,21 @@ impl Placer {
         true
     }
 
+    /// The whole ledger in `fleet`'s layout (its resources only): nano-units used per cluster and
+    /// resource, and the number of workloads on each cluster.
+    fn ledger_usage(&self, fleet: &Fleet<'_>) -> (Vec<u128>, Vec<u32>) {
+        let nr = fleet.resources.len();
+        let mut used = vec![0u128; fleet.clusters.len() * nr];
+        for (r, name) in fleet.resources.iter().enumerate() {
+            if let Some(column) = self.used.get(*name) {
+                for (c, &u) in column.iter().enumerate() {
+                    used[c * nr + r] = u;
+                }
+            }
+        }
+        (used, self.workloads_on.clone())
+    }
+
     /// What stage A of a full re-plan keeps of `wc`'s previous decisions (the workload `key`): it
     /// keeps `w` against the workloads placed before it only, as they are in the plan (they are
     /// kept whole: the plan fits). `keep` looks at the previous clusters alone, so only those need
@@ -595,15 +602,7 @@ impl Placer {
         let old_of = |r: &str| old_demand.iter().find(|&&(x, _)| x == r).map_or(0, |&(_, q)| q);
 
         // Everything the other workloads use: the ledger without the old version of `w`.
-        let mut used = vec![0u128; n_clusters * nr];
-        for (r, name) in fleet.resources.iter().enumerate() {
-            if let Some(column) = self.used.get(*name) {
-                for (c, &u) in column.iter().enumerate() {
-                    used[c * nr + r] = u;
-                }
-            }
-        }
-        let mut on = self.workloads_on.clone();
+        let (mut used, mut on) = self.ledger_usage(&fleet);
         for &(c, n) in &wc.previous {
             for (r, name) in fleet.resources.iter().enumerate() {
                 let q = old_of(name);
