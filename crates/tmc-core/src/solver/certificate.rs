@@ -39,9 +39,9 @@
 //! `gap = (bound − objective) / bound` (0 when the bound is 0).
 
 use super::{
-    filter::{Admission, Filters},
+    filter::Filters,
     fleet::{Fleet, UNLIMITED, Usage},
-    place::{Outcome, WorkloadCtx, count_of},
+    place::{Outcome, WorkloadCtx},
 };
 
 /// Objective, bound and gap of a plan.
@@ -546,10 +546,7 @@ fn relax(fleet: &Fleet<'_>, filters: &Filters<'_>, empty: &Usage, wc: &WorkloadC
             let mask = filters.mask(wc.filters[t]);
             let mut cands: Vec<(u32, u32, u32)> = Vec::new();
             for c in mask.admitted() {
-                let keep = match mask.admission(c) {
-                    Admission::Open => u64::MAX,
-                    _ => count_of(&wc.previous, c),
-                };
+                let keep = wc.keep_cap(mask, c);
                 if keep == 0 {
                     continue;
                 }

@@ -3,7 +3,7 @@
 
 use super::{
     divide,
-    filter::{Admission, Filters},
+    filter::{Admission, Filters, Mask},
     fleet::{Counts, Demand, Fleet, Usage},
     score,
     selectors::bit,
@@ -153,6 +153,15 @@ impl<'a> WorkloadCtx<'a> {
             previous_group: prev.and_then(|p| p.affinity_group.as_deref()),
             preferences: w.preferences.iter().map(|p| filters.preference_id(p)).collect(),
             weight_entries: w.replica_scheduling.weights.iter().map(|e| filters.weight_entry_id(e)).collect(),
+        }
+    }
+
+    /// How many replicas cluster `c` may hold under `mask`: any number where it is open, at most
+    /// the previous ones where it only keeps (0 where closed or nothing ran there).
+    pub fn keep_cap(&self, mask: &Mask, c: usize) -> u64 {
+        match mask.admission(c) {
+            Admission::Open => u64::MAX,
+            _ => count_of(&self.previous, c),
         }
     }
 
@@ -363,10 +372,7 @@ impl<'a> WorkloadCtx<'a> {
         let mut raw = vec![0u64; n_clusters];
         let mut weight = vec![0u64; n_clusters];
         for c in mask.admitted() {
-            let keep_cap = match mask.admission(c) {
-                Admission::Open => u64::MAX,
-                _ => count_of(&self.previous, c),
-            };
+            let keep_cap = self.keep_cap(mask, c);
             if keep_cap == 0 {
                 continue;
             }
