@@ -14,7 +14,7 @@
 
 use std::{hint::black_box, time::Duration};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main, measurement::WallTime};
 use tmc_benches::Case;
 use tmc_core::{Placer, Update, solve};
 use tmc_sim::generate::Contention;
@@ -22,19 +22,9 @@ use tmc_sim::generate::Contention;
 fn bench_incremental(c: &mut Criterion) {
     let input = tmc_benches::settled_input(10_000, 1_000);
     let Ok(mut placer) = Placer::new(input) else { panic!("the bench input is valid") };
-    let base = placer.input().workloads[4_321].clone();
     let mut group = c.benchmark_group("incremental");
     group.sample_size(50).measurement_time(Duration::from_secs(10));
-    let mut up = false;
-    group.bench_function("one_workload_10k_placed_1k_clusters", |b| {
-        b.iter(|| {
-            up = !up;
-            let mut w = base.clone();
-            w.replicas += u32::from(up);
-            let update = placer.upsert_workload(black_box(w));
-            assert!(matches!(update, Ok(Update::Incremental)), "{update:?}");
-        })
-    });
+    scale_back_and_forth(&mut group, "one_workload_10k_placed_1k_clusters", &mut placer, |u| u == Update::Incremental);
     let full = placer.input();
     group.sample_size(10).measurement_time(Duration::from_secs(30));
     group.bench_function("full_replan_10k_1k", |b| b.iter(|| solve(black_box(&full))));
@@ -42,20 +32,33 @@ fn bench_incremental(c: &mut Criterion) {
 
     let contended = Case { workloads: 10_000, clusters: 1_000, contention: Contention::Low }.input();
     let Ok(mut placer) = Placer::new(contended) else { panic!("generated inputs are valid") };
-    let base = placer.input().workloads[4_321].clone();
     let mut group = c.benchmark_group("incremental");
     group.sample_size(20).measurement_time(Duration::from_secs(10));
+    scale_back_and_forth(&mut group, "partial_10k_x_1k_low", &mut placer, |u| {
+        matches!(u, Update::Partial | Update::Incremental)
+    });
+    group.finish();
+}
+
+/// Benchmarks `Placer::upsert_workload` scaling workload 4,321 up and down by one replica in
+/// turn (so the state does not drift), checking each update with `expected`.
+fn scale_back_and_forth(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    placer: &mut Placer,
+    expected: fn(Update) -> bool,
+) {
+    let base = placer.input().workloads[4_321].clone();
     let mut up = false;
-    group.bench_function("partial_10k_x_1k_low", |b| {
+    group.bench_function(name, |b| {
         b.iter(|| {
             up = !up;
             let mut w = base.clone();
             w.replicas += u32::from(up);
             let update = placer.upsert_workload(black_box(w));
-            assert!(matches!(update, Ok(Update::Partial | Update::Incremental)), "{update:?}");
+            assert!(update.as_ref().is_ok_and(|&u| expected(u)), "{update:?}");
         })
     });
-    group.finish();
 }
 
 criterion_group!(benches, bench_incremental);
