@@ -643,10 +643,15 @@ proptest! {
                 prop_assert!(on_target(after) <= on_target(before), "{} grew on cordoned {}", after.workload, name);
             }
             // Workloads that had nothing on the changed cluster and were fully placed stay put,
-            // unless they opted into rebalance: Always or lost replicas to a preemption.
+            // unless they opted into rebalance or lost replicas to a preemption. OnRecovery
+            // moves too when the change makes today's placement score higher by preferences
+            // (room a displaced workload left, for example).
             let w = input.workloads.iter().find(|w| w.key() == before.workload);
-            let may_move = w.is_some_and(|w| w.rebalance.policy == RebalancePolicy::Always)
-                || after.message.contains("preempted by");
+            let may_move = w.is_some_and(|w| match w.rebalance.policy {
+                RebalancePolicy::Always => true,
+                RebalancePolicy::OnRecovery => after.message.contains("rebalanc"),
+                RebalancePolicy::Never => false,
+            }) || after.message.contains("preempted by");
             if on_target(before) == 0 && before.phase == Phase::Scheduled && !may_move {
                 // Nothing it had is taken away (a Duplicated workload may extend to clusters
                 // that the change freed up).

@@ -468,6 +468,119 @@ fn unchanged_input_with_previous_moves_nothing() {
 }
 
 #[test]
+fn a_spread_pinned_by_max_groups_tries_other_first_groups() {
+    // The largest cluster comes first for Aggregated, but its zone has no second provider: with
+    // one zone allowed, the selection must start from the zone that has both.
+    let yaml = "
+clusters:
+  - {name: big, location: {provider: aws, zone: z1}, capacity: {cpu: 8}}
+  - {name: mid, location: {provider: aws, zone: z4}, capacity: {cpu: 4}}
+  - {name: small, location: {provider: gcp, zone: z4}, capacity: {cpu: 2}}
+workloads:
+  - name: w
+    replicas: 4
+    resources: {cpu: 1}
+    spreadConstraints: [{topologyKey: provider, minGroups: 2}, {topologyKey: zone, maxGroups: 1}]
+    replicaScheduling: {type: Divided, division: Aggregated}
+";
+    check(yaml, "default/w Scheduled mid=3 small=1");
+}
+
+/// Solves `yaml`, then solves it again with that plan as `previous`: nothing fully placed moves,
+/// and nothing partly placed loses replicas.
+#[track_caller]
+fn assert_plan_is_stable(yaml: &str) {
+    let first = solve_yaml(yaml);
+    let mut input = parse(yaml);
+    input.previous = first.placements.iter().filter(|p| !p.decisions.is_empty()).cloned().collect();
+    let second = solve(&input).unwrap_or_else(|e| panic!("invalid test input: {e}"));
+    for (a, b) in first.placements.iter().zip(&second.placements) {
+        if a.phase == Phase::Scheduled {
+            assert_eq!(a.decisions, b.decisions, "{} moved: {}\n--- input ---\n{yaml}", a.workload, b.message);
+        }
+        for d in &a.decisions {
+            let now = b.decisions.iter().find(|x| x.cluster == d.cluster).map_or(0, |x| x.replicas);
+            assert!(now >= d.replicas, "{} lost replicas on {}\n--- input ---\n{yaml}", a.workload, d.cluster);
+        }
+    }
+}
+
+// Plans the property test `unchanged_input_resolved_with_previous_moves_nothing` found unstable,
+// shrunk. Each names what the next solve did before the fix.
+
+#[test]
+fn stable_when_a_spread_fails_greedily_on_an_empty_fleet() {
+    // w04 (a preemptor) was Unschedulable on the empty fleet (the greedy selection pinned the
+    // wrong zone); the next solve preempted w00 and w01 to place it.
+    assert_plan_is_stable(
+        "
+clusters:
+  - {name: c01, location: {provider: aws, zone: z2}, capacity: {cpu: 3162m, memory: 3Gi, nvidia.com/gpu: 3}}
+  - {name: c03, location: {provider: aws, region: eu, zone: z4}, capacity: {cpu: 4269m, memory: 4Gi}}
+  - {name: c04, location: {provider: aws, region: eu, zone: z1}, capacity: {cpu: 8201m, memory: 6Gi}}
+  - {name: c07, location: {provider: gcp, zone: z4}, capacity: {cpu: 1824m, memory: 2Gi, nvidia.com/gpu: 1}}
+workloads:
+  - {name: w00, replicas: 6, resources: {cpu: 949m}, spreadConstraints: [{topologyKey: region}], replicaScheduling: {type: Divided, division: Weighted}}
+  - {name: w01, replicas: 4, resources: {cpu: 402m, memory: 768Mi, nvidia.com/gpu: 1}, replicaScheduling: {type: Divided, division: Dynamic}}
+  - {name: w04, replicas: 4, resources: {cpu: 1339m, memory: 1280Mi}, spreadConstraints: [{topologyKey: provider, minGroups: 2}, {topologyKey: zone, maxGroups: 1}], replicaScheduling: {type: Divided, division: Aggregated, minReplicasPerCluster: 0, maxReplicasPerCluster: 5}, preferences: [{weight: 86, labelSelector: {matchExpressions: [{key: tier, operator: In, values: [prod, dev]}]}}], priority: 1, preemption: PreemptLowerPriority, rebalance: {policy: OnRecovery}}
+",
+    );
+}
+
+#[test]
+fn stable_when_the_improvement_step_leaves_a_preemptor_short() {
+    // Moving w01 out of w03's way left it short next to the lower-priority w02; the next solve
+    // preempted w02.
+    assert_plan_is_stable(
+        "
+clusters:
+  - {name: c00, labels: {env: prod}, location: {region: us}, capabilities: [gpu], capacity: {cpu: 5769m, memory: 11Gi}}
+  - {name: c01, location: {region: us}, capacity: {cpu: 15408m, memory: 6Gi}, allocated: {cpu: 2773m}}
+workloads:
+  - {name: w01, replicas: 4, resources: {cpu: 710m, memory: 1280Mi}, spreadConstraints: [{topologyKey: region, minGroups: 1}], replicaScheduling: {type: Divided, division: Dynamic}, prioritizers: [{name: MostAllocated, weight: 1}], preemption: PreemptLowerPriority}
+  - {name: w02, replicas: 2, resources: {memory: 768Mi}, replicaScheduling: {type: Divided, division: Dynamic}, priority: -1}
+  - {name: w03, replicas: 7, resources: {memory: 1536Mi}, spreadConstraints: [{topologyKey: env}], replicaScheduling: {type: Divided, division: Dynamic}}
+  - {name: w04, replicas: 2, resources: {memory: 768Mi}, spreadConstraints: [{topologyKey: env}], replicaScheduling: {type: Divided, division: Weighted, weights: [{clusterNames: [c00], weight: 0}]}}
+",
+    );
+}
+
+#[test]
+fn stable_when_a_duplicated_workload_could_take_a_freed_cluster() {
+    // w01 moved away from c03; w02 (Duplicated on every cluster with room) took c03 only on the
+    // next solve.
+    assert_plan_is_stable(
+        "
+clusters:
+  - {name: c01, capabilities: [gpu], capacity: {cpu: 6382m, memory: 0}}
+  - {name: c03, labels: {env: dev}, location: {provider: aws, region: ap}, capabilities: [gpu], capacity: {cpu: 5136m, memory: 1Gi}, allocated: {cpu: 616m}}
+workloads:
+  - {name: w01, replicas: 1, resources: {cpu: 3009m}, replicaScheduling: {type: Divided, division: Weighted, weights: [{labelSelector: {}, weight: 1}]}, preferences: [{weight: 1, labelSelector: {matchLabels: {env: dev}}}], prioritizers: [{name: MostAllocated, weight: 0}]}
+  - {name: w02, replicas: 2, resources: {cpu: 378m}, replicaScheduling: {type: Duplicated, division: Weighted}, priority: -1}
+  - {name: w05, replicas: 2, resources: {cpu: 756m}, clusterAffinity: {clusterNames: [c03]}, replicaScheduling: {type: Divided, division: Weighted}}
+",
+    );
+}
+
+#[test]
+fn stable_when_a_move_changes_a_rebalancing_workloads_target() {
+    // w00 moved to c01 after w02 (rebalance Always) was placed against it; the next solve
+    // rebalanced w02.
+    assert_plan_is_stable(
+        "
+clusters:
+  - {name: c00, apiResources: [deployments.apps/v1], capacity: {cpu: 5836m, memory: 2Gi}}
+  - {name: c01, capacity: {cpu: 4542m, memory: 12Gi}, taints: [{key: maintenance, effect: PreferNoSchedule}]}
+  - {name: c02, capabilities: [gpu], apiResources: [deployments.apps/v1], capacity: {cpu: 13507m, memory: 14Gi}}
+workloads:
+  - {name: w00, replicas: 7, resources: {memory: 1536Mi}, replicaScheduling: {type: Divided, division: Aggregated}}
+  - {name: w02, replicas: 2, resources: {memory: 256Mi}, replicaScheduling: {type: Divided, division: Dynamic}, rebalance: {policy: Always}}
+  - {name: w04, replicas: 3, resources: {memory: 1280Mi}, clusterAffinity: {exclude: [c01]}, replicaScheduling: {type: Duplicated, division: Weighted}}
+",
+    );
+}
+
+#[test]
 fn scale_down_trims_the_least_preferred_and_scale_up_extends() {
     let base = "
 clusters:

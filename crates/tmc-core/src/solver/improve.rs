@@ -10,7 +10,14 @@
 //! places the blocker again from scratch. It is kept when the certified objective (replicas
 //! weighted by priority) rises and the blocker either loses nothing or does not outrank the
 //! workload (a lower priority never takes replicas from a higher one). A final pass extends
-//! every incomplete workload into whatever room the moves left.
+//! every incomplete workload (and every Duplicated one that takes all clusters) into whatever
+//! room the moves left.
+//!
+//! The plan must be a fixed point of the next solve, which keeps it and then preempts and
+//! rebalances by its rules. So a trial is refused when it leaves a workload that may preempt
+//! short next to lower-priority replicas it could displace, lower priorities never move onto
+//! clusters where a short preemptor could place more, and fresh workloads that rebalance go
+//! where the next solve would move them once the moves have changed what is placed before them.
 //!
 //! Work is bounded: a few blockers per workload and a trial budget inversely proportional to the
 //! fleet size (a trial costs about one placement over the fleet), so large fleets pay little. Deterministic: fixed orders, ties by index.
@@ -47,17 +54,20 @@ pub(crate) fn improve(
     // affinity group). Replicas of a lower priority moved or grown onto such a cluster would be
     // preempted on the next solve, so they may not go there.
     let mut guarded: Vec<Option<i32>> = vec![None; fleet.clusters.len()];
-    for (wc, o) in contexts.iter().zip(outcomes.iter()) {
+    let guard = |guarded: &mut [Option<i32>], wc: &WorkloadCtx<'_>, o: &Outcome| {
         if o.complete || wc.w.preemption != Preemption::PreemptLowerPriority {
-            continue;
+            return;
         }
         for &f in &wc.filters {
-            for c in filters.mask(f).admitted() {
+            for c in filters.mask(f).admitted().filter(|&c| wc.may_take_more(&o.counts, c)) {
                 guarded[c] = guarded[c].max(Some(wc.w.priority));
             }
         }
+    };
+    for (wc, o) in contexts.iter().zip(outcomes.iter()) {
+        guard(&mut guarded, wc, o);
     }
-    let intrudes = |x: usize, old: &Outcome, new: &Outcome| {
+    let intrudes = |guarded: &[Option<i32>], x: usize, old: &Outcome, new: &Outcome| {
         new.counts
             .iter()
             .any(|&(c, _)| count_of(&old.counts, c) == 0 && guarded[c].is_some_and(|p| p > contexts[x].w.priority))
@@ -75,6 +85,8 @@ pub(crate) fn improve(
     }
     // Clusters blockers left.
     let mut freed: Vec<usize> = Vec::new();
+    // The first workload (in placement order) whose outcome changed.
+    let mut first_changed = n;
     // Workloads with replicas on each cluster, by placement index.
     let mut residents: Vec<Vec<usize>> = vec![Vec::new(); fleet.clusters.len()];
     for (j, o) in outcomes.iter().enumerate() {
@@ -140,7 +152,7 @@ pub(crate) fn improve(
             fleet.remove(&mut trial, &oi.counts, &wc.demand);
             let kept = Kept { term: oi.term, counts: oi.counts.clone(), complete: false, degraded: false };
             let grown = extend(wc, fleet, filters, &trial, kept);
-            if grown.placed() <= oi.placed() || intrudes(i, oi, &grown) {
+            if grown.placed() <= oi.placed() || intrudes(&guarded, i, oi, &grown) {
                 continue;
             }
             fleet.add(&mut trial, &grown.counts, &wc.demand);
@@ -156,8 +168,43 @@ pub(crate) fn improve(
                 fleet.add(&mut trial, &moved.counts, &contexts[j].demand);
                 gain += values[j] * (moved.placed() as f64 - oj.placed() as f64);
                 allowed &= moved.placed() >= oj.placed() || contexts[j].w.priority <= wc.w.priority;
-                allowed &= !intrudes(j, oj, &moved);
+                allowed &= !intrudes(&guarded, j, oj, &moved);
                 moves.push((j, moved));
+            }
+            // An incomplete workload that may preempt would, on the next solve, take the
+            // replicas of lower priorities on clusters where it could place more: the plan
+            // would not be stable. The moved and grown workloads are checked on all their
+            // clusters, the others on the clusters this trial changes.
+            let priority_on = |c: usize| {
+                let stayed =
+                    residents[c].iter().filter(|x| !set.contains(x) && **x != i).map(|&x| contexts[x].w.priority);
+                let arrived = moves
+                    .iter()
+                    .map(|(x, o)| (*x, o))
+                    .chain(std::iter::once((i, &grown)))
+                    .filter(|(_, o)| count_of(&o.counts, c) > 0)
+                    .map(|(x, _)| contexts[x].w.priority);
+                stayed.chain(arrived).min()
+            };
+            let changed = moves.iter().map(|(x, o)| (*x, o)).chain(std::iter::once((i, &grown)));
+            allowed &= changed.clone().all(|(x, o)| {
+                let admitted = filters.mask(contexts[x].filters[o.term]).admitted();
+                !admitted.into_iter().any(|c| exposed(&contexts[x], filters, o, c, priority_on(c)))
+            });
+            if allowed {
+                let mut touched: Vec<usize> = set
+                    .iter()
+                    .map(|&j| &outcomes[j])
+                    .chain(std::iter::once(oi))
+                    .chain(changed.map(|(_, o)| o))
+                    .flat_map(|o| o.counts.iter().map(|&(c, _)| c))
+                    .collect();
+                touched.sort_unstable();
+                touched.dedup();
+                allowed = (0..n).filter(|x| *x != i && !set.contains(x)).all(|x| {
+                    let o = &outcomes[x];
+                    o.complete || !touched.iter().any(|&c| exposed(&contexts[x], filters, o, c, priority_on(c)))
+                });
             }
             if allowed && gain > 0.0 && best.as_ref().is_none_or(|b| gain > b.0) {
                 best = Some((gain, grown, moves));
@@ -175,6 +222,7 @@ pub(crate) fn improve(
             }
             changed.push((i, grown));
             for (x, new) in &mut changed {
+                first_changed = first_changed.min(*x);
                 fleet.remove(usage, &outcomes[*x].counts, &contexts[*x].demand);
                 for &(c, _) in &outcomes[*x].counts {
                     residents[c].retain(|y| y != x);
@@ -184,6 +232,8 @@ pub(crate) fn improve(
                 new.events = old_events;
             }
             for (x, new) in changed {
+                // A blocker left incomplete may preempt on the next solve: guard its clusters too.
+                guard(&mut guarded, &contexts[x], &new);
                 fleet.add(usage, &new.counts, &contexts[x].demand);
                 for &(c, _) in &new.counts {
                     residents[c].push(x);
@@ -192,15 +242,27 @@ pub(crate) fn improve(
             }
         }
     }
-    // Room the moves left: every incomplete workload that may use a cluster a blocker left grows
-    // into it, in placement order.
+    // Room the moves left: every incomplete workload (or Duplicated one that takes every cluster)
+    // that may use a cluster a blocker left grows into it, in placement order.
     if freed.is_empty() {
         return;
     }
     freed.sort_unstable();
     freed.dedup();
-    for (x, (wc, o)) in contexts.iter().zip(outcomes.iter_mut()).enumerate() {
-        if o.complete || wc.w.rebalance.policy != RebalancePolicy::Never {
+    // The guards as they stand now: a preemptor a trial completed no longer takes anything.
+    let regard = |guarded: &mut Vec<Option<i32>>, outcomes: &[Outcome]| {
+        guarded.iter_mut().for_each(|g| *g = None);
+        for (wc, o) in contexts.iter().zip(outcomes) {
+            guard(guarded, wc, o);
+        }
+    };
+    regard(&mut guarded, outcomes);
+    for x in 0..n {
+        let (wc, o) = (&contexts[x], &outcomes[x]);
+        // A Duplicated workload without numberOfClusters wants every cluster with room: the next
+        // solve extends it into the freed ones whatever its rebalance policy, so it grows here.
+        let every_cluster = !wc.divided() && wc.w.number_of_clusters.is_none();
+        if !(every_cluster || !o.complete && wc.w.rebalance.policy == RebalancePolicy::Never) {
             continue;
         }
         let mask = filters.mask(wc.filters[o.term]);
@@ -210,13 +272,65 @@ pub(crate) fn improve(
         let mut others = usage.clone();
         fleet.remove(&mut others, &o.counts, &wc.demand);
         let kept = Kept { term: o.term, counts: o.counts.clone(), complete: false, degraded: false };
-        let grown = extend(wc, fleet, filters, &others, kept);
-        if grown.placed() > o.placed() && !intrudes(x, o, &grown) {
+        let mut grown = extend(wc, fleet, filters, &others, kept);
+        if grown.placed() > o.placed() && !intrudes(&guarded, x, o, &grown) {
             fleet.remove(usage, &o.counts, &wc.demand);
             fleet.add(usage, &grown.counts, &wc.demand);
-            let mut grown = grown;
-            grown.events.append(&mut o.events);
-            *o = grown;
+            let completes = grown.complete && !o.complete && wc.w.preemption == Preemption::PreemptLowerPriority;
+            grown.events.append(&mut outcomes[x].events);
+            outcomes[x] = grown;
+            first_changed = first_changed.min(x);
+            if completes {
+                regard(&mut guarded, outcomes);
+            }
         }
     }
+    follow_rebalance_targets(contexts, fleet, filters, usage, outcomes, first_changed);
+}
+
+/// A fresh workload that rebalances was placed where it would go against the workloads placed
+/// before it, which is where the next solve measures its rebalance target. Moves above can change
+/// what is before it; each such workload goes now where the next solve would move it, in
+/// placement order (a move changes what is before the later ones).
+fn follow_rebalance_targets(
+    contexts: &[WorkloadCtx<'_>],
+    fleet: &Fleet<'_>,
+    filters: &Filters<'_>,
+    usage: &mut Usage,
+    outcomes: &mut [Outcome],
+    first_changed: usize,
+) {
+    if first_changed >= contexts.len() {
+        return;
+    }
+    let mut before = fleet.empty_usage();
+    for (x, wc) in contexts.iter().enumerate() {
+        let o = &outcomes[x];
+        if x > first_changed && o.complete && wc.previous.is_empty() && wc.w.rebalance.policy != RebalancePolicy::Never
+        {
+            let mut others = usage.clone();
+            fleet.remove(&mut others, &o.counts, &wc.demand);
+            let kept = Kept { term: o.term, counts: o.counts.clone(), complete: true, degraded: false };
+            // Nothing runs yet, so the whole move is free: no maxMovesPerRound to respect.
+            if let Some(mut target) = wc.rebalance_target(fleet, filters, &others, &before, &kept) {
+                fleet.remove(usage, &o.counts, &wc.demand);
+                fleet.add(usage, &target.counts, &wc.demand);
+                target.events.append(&mut outcomes[x].events);
+                outcomes[x] = target;
+            }
+        }
+        fleet.add(&mut before, &outcomes[x].counts, &wc.demand);
+    }
+}
+
+/// Whether workload `wc`, left with outcome `o`, would preempt on cluster `c` on the next solve
+/// (as far as can be told without trying): it is incomplete and may preempt, `c` is open to it,
+/// it could place more there, and a lower priority than its own (`lowest` on `c`) holds replicas
+/// there.
+fn exposed(wc: &WorkloadCtx<'_>, filters: &Filters<'_>, o: &Outcome, c: usize, lowest: Option<i32>) -> bool {
+    !o.complete
+        && wc.w.preemption == Preemption::PreemptLowerPriority
+        && lowest.is_some_and(|p| p < wc.w.priority)
+        && filters.mask(wc.filters[o.term]).admission(c) == Admission::Open
+        && wc.may_take_more(&o.counts, c)
 }

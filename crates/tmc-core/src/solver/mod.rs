@@ -322,7 +322,9 @@ fn preempt(
     let mut plans: Vec<Plan> = Vec::new();
     for c in mask.admitted().filter(|&c| mask.admission(c) == Admission::Open) {
         let before_fit = fleet.fit(usage, c, &wc.demand).0;
-        let want = if wc.divided() { before_fit.saturating_add(deficit) } else { r };
+        // Room beyond maxReplicasPerCluster would not be used.
+        let max_per = wc.w.replica_scheduling.max_replicas_per_cluster.map_or(u64::MAX, u64::from);
+        let want = if wc.divided() { before_fit.saturating_add(deficit).min(max_per) } else { r };
         if before_fit >= want {
             continue;
         }

@@ -165,6 +165,17 @@ impl<'a> WorkloadCtx<'a> {
         }
     }
 
+    /// Whether the workload, holding `counts`, could place more on cluster `c` were there room:
+    /// below its maxReplicasPerCluster there (Divided) or without a copy there (Duplicated).
+    pub fn may_take_more(&self, counts: &[(usize, u64)], c: usize) -> bool {
+        let here = count_of(counts, c);
+        if self.divided() {
+            self.w.replica_scheduling.max_replicas_per_cluster.is_none_or(|m| here < u64::from(m))
+        } else {
+            here == 0
+        }
+    }
+
     pub fn replicas(&self) -> u64 {
         u64::from(self.w.replicas)
     }
@@ -743,14 +754,14 @@ impl<'a> WorkloadCtx<'a> {
             .fold(0i64, i64::saturating_add)
     }
 
-    /// Rebalance of a complete kept decision: where the policy asks for it, moves toward the
-    /// placement the workload would get today, within `maxMovesPerRound` replica moves.
-    /// Returns `None` to keep the current decisions.
+    /// Where the rebalance policy would move a complete kept decision: the placement the
+    /// workload would get today, when it differs, fits and the policy prefers it. `None` to keep
+    /// the current decisions.
     ///
     /// Today's placement is computed against `placed`, the usage of the workloads placed before
     /// this one in this solve (as a fresh greedy solve would see it), so an unchanged input never
     /// moves; the move must then fit `usage`, which also holds later workloads' kept decisions.
-    pub fn rebalance(
+    pub fn rebalance_target(
         &self,
         fleet: &Fleet<'_>,
         filters: &Filters<'_>,
@@ -780,9 +791,20 @@ impl<'a> WorkloadCtx<'a> {
                     || self.preference_points(fleet, &ideal.counts) > self.preference_points(fleet, &kept.counts)
             }
         };
-        if !better {
-            return None;
-        }
+        better.then_some(ideal)
+    }
+
+    /// Rebalance of a complete kept decision: moves toward its [`WorkloadCtx::rebalance_target`]
+    /// within `maxMovesPerRound` replica moves. Returns `None` to keep the current decisions.
+    pub fn rebalance(
+        &self,
+        fleet: &Fleet<'_>,
+        filters: &Filters<'_>,
+        usage: &Usage,
+        placed: &Usage,
+        kept: &Kept,
+    ) -> Option<Outcome> {
+        let ideal = self.rebalance_target(fleet, filters, usage, placed, kept)?;
         let moves = moves_between(&kept.counts, &ideal.counts);
         let budget = self.w.rebalance.max_moves_per_round.map_or(u64::MAX, u64::from);
         if moves <= budget {

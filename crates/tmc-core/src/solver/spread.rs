@@ -88,6 +88,7 @@ impl<'w> Spread<'w> {
 }
 
 /// Clusters chosen per group of one constraint, dense by group slot.
+#[derive(Clone)]
 struct Tally {
     count: Vec<u64>,
     /// Slots with a non-zero count.
@@ -120,65 +121,50 @@ pub(crate) struct Selection {
     pub shortfalls: Vec<String>,
 }
 
-/// Chooses clusters from `order` (most preferred first), starting with `initial`:
-/// first one cluster per new group until every `minGroups` is met, then more in order while
-/// `maxGroups`, `limit` and (for Duplicated, `dup_skew`) the skew bound allow, until `covered`.
-pub(crate) fn select(
-    order: &[usize],
-    spread: &Spread<'_>,
-    limit: usize,
-    initial: &[usize],
+/// How many other first choices [`select`] tries when its greedy pass cannot reach every
+/// `minGroups`: enough for the group combinations real fleets have, bounded so a hopeless
+/// request stays linear in the fleet.
+const RETRIES: usize = 32;
+
+/// A selection in progress: the clusters chosen so far and their groups per constraint.
+#[derive(Clone)]
+struct Chooser<'s, 'w> {
+    spread: &'s Spread<'w>,
+    /// Per constraint: clusters chosen per group.
+    tallies: Vec<Tally>,
+    chosen: Vec<usize>,
+    is_chosen: Vec<bool>,
+    /// Clusters chosen to reach `minGroups`.
+    reps: Vec<usize>,
+    /// What the chosen clusters cover (see `cover` in [`select`]).
+    covered: u64,
     dup_skew: bool,
-    cover: Option<(u64, &dyn Fn(usize) -> u64)>,
-) -> Selection {
-    let k_count = spread.constraints.len();
-    let mut chosen: Vec<usize> = Vec::with_capacity(order.len().min(limit));
-    let n = order.iter().chain(initial).max().map_or(0, |m| m + 1);
-    let mut is_chosen = vec![false; n];
-    let mut covered = 0u64;
-    let target = cover.map(|(t, _)| t);
-    if k_count == 0 {
-        // No spread: take clusters in order until the limit or the cover target is reached.
-        for &c in initial.iter().chain(order) {
-            if is_chosen[c] {
-                continue;
-            }
-            if chosen.len() >= limit.max(initial.len()) || target.is_some_and(|t| covered >= t) {
-                break;
-            }
-            is_chosen[c] = true;
-            chosen.push(c);
-            if let Some((_, cap)) = cover {
-                covered = covered.saturating_add(cap(c));
-            }
+}
+
+impl Chooser<'_, '_> {
+    fn add(&mut self, c: usize, cap: Option<&dyn Fn(usize) -> u64>) {
+        for (k, t) in self.tallies.iter_mut().enumerate() {
+            t.add(self.spread.slot(k, c));
         }
-        return Selection { chosen, reps: Vec::new(), shortfalls: Vec::new() };
+        self.chosen.push(c);
+        self.is_chosen[c] = true;
+        if let Some(cap) = cap {
+            self.covered = self.covered.saturating_add(cap(c));
+        }
     }
-    // Clusters chosen per group (dense by slot), the groups in use, and the largest count.
-    let mut counts: Vec<Tally> = (0..k_count).map(|k| Tally::new(spread.slots[k] + 1)).collect();
-    let covered = std::cell::Cell::new(covered);
-    let add = |c: usize, counts: &mut Vec<Tally>, chosen: &mut Vec<usize>, is_chosen: &mut Vec<bool>| {
-        for (k, ck) in counts.iter_mut().enumerate() {
-            ck.add(spread.slot(k, c));
-        }
-        chosen.push(c);
-        is_chosen[c] = true;
-        if let Some((_, cap)) = cover {
-            covered.set(covered.get().saturating_add(cap(c)));
-        }
-    };
-    for &c in initial {
-        add(c, &mut counts, &mut chosen, &mut is_chosen);
-    }
-    let admissible = |c: usize, counts: &[Tally]| {
-        spread.constraints.iter().enumerate().all(|(k, s)| {
-            let t = &counts[k];
-            let g = spread.slot(k, c);
+
+    /// Whether `c` may join without exceeding a `maxGroups` or (for Duplicated) the skew bound.
+    fn admissible(&self, c: usize) -> bool {
+        self.spread.constraints.iter().enumerate().all(|(k, s)| {
+            let t = &self.tallies[k];
+            let g = self.spread.slot(k, c);
             let current = t.count[g];
             if current == 0 && s.max_groups.is_some_and(|m| t.used.len() >= m as usize) {
                 return false;
             }
-            if dup_skew && let Some(skew) = s.max_skew {
+            if self.dup_skew
+                && let Some(skew) = s.max_skew
+            {
                 let after = current + 1;
                 let hi = t.hi.max(after);
                 let lo = t.used.iter().filter(|&&gg| gg != g).map(|&gg| t.count[gg]).min().unwrap_or(after).min(after);
@@ -188,39 +174,130 @@ pub(crate) fn select(
             }
             true
         })
-    };
-    // Phase 1: reach every minGroups, preferring clusters that open a new group for the most
-    // deficient constraints.
-    let mut reps = Vec::new();
-    loop {
-        let deficient: Vec<usize> = (0..k_count)
-            .filter(|&k| spread.constraints[k].min_groups.is_some_and(|m| counts[k].used.len() < m as usize))
-            .collect();
-        if deficient.is_empty() || chosen.len() >= limit {
-            break;
+    }
+
+    /// The constraints whose `minGroups` is not reached yet.
+    fn deficient(&self) -> Vec<usize> {
+        (0..self.tallies.len())
+            .filter(|&k| self.spread.constraints[k].min_groups.is_some_and(|m| self.tallies[k].used.len() < m as usize))
+            .collect()
+    }
+
+    /// How many of the `deficient` constraints cluster `c` opens a new group for.
+    fn gain(&self, deficient: &[usize], c: usize) -> usize {
+        deficient.iter().filter(|&&k| self.tallies[k].count[self.spread.slot(k, c)] == 0).count()
+    }
+
+    /// Greedily adds, in `order`, the admissible cluster that opens a new group for the most
+    /// deficient constraints, until every `minGroups` is reached (true) or no cluster helps.
+    fn reach_min_groups(&mut self, order: &[usize], limit: usize, cap: Option<&dyn Fn(usize) -> u64>) -> bool {
+        loop {
+            let deficient = self.deficient();
+            if deficient.is_empty() {
+                return true;
+            }
+            if self.chosen.len() >= limit {
+                return false;
+            }
+            let mut best: Option<(usize, usize)> = None;
+            for &c in order {
+                if self.is_chosen[c] || !self.admissible(c) {
+                    continue;
+                }
+                let gain = self.gain(&deficient, c);
+                if gain > 0 && best.is_none_or(|(_, g)| gain > g) {
+                    best = Some((c, gain));
+                }
+            }
+            let Some((c, _)) = best else { return false };
+            self.add(c, cap);
+            self.reps.push(c);
         }
-        let mut best: Option<(usize, usize)> = None;
-        for &c in order {
-            if is_chosen[c] || !admissible(c, &counts) {
+    }
+}
+
+/// Chooses clusters from `order` (most preferred first), starting with `initial`:
+/// first one cluster per new group until every `minGroups` is met, then more in order while
+/// `maxGroups`, `limit` and (for Duplicated, `dup_skew`) the skew bound allow, until `covered`.
+///
+/// The first pass is greedy. A cluster it picks early can close groups that a later `minGroups`
+/// needs (a `maxGroups` of 1 on zones pins the zone of the first pick), so when it falls short,
+/// the first pick is retried with each other combination of groups, in order of preference.
+pub(crate) fn select(
+    order: &[usize],
+    spread: &Spread<'_>,
+    limit: usize,
+    initial: &[usize],
+    dup_skew: bool,
+    cover: Option<(u64, &dyn Fn(usize) -> u64)>,
+) -> Selection {
+    let k_count = spread.constraints.len();
+    let n = order.iter().chain(initial).max().map_or(0, |m| m + 1);
+    let target = cover.map(|(t, _)| t);
+    let cap = cover.map(|(_, cap)| cap);
+    if k_count == 0 {
+        // No spread: take clusters in order until the limit or the cover target is reached.
+        let mut chosen: Vec<usize> = Vec::with_capacity(order.len().min(limit));
+        let mut is_chosen = vec![false; n];
+        let mut covered = 0u64;
+        for &c in initial.iter().chain(order) {
+            if is_chosen[c] {
                 continue;
             }
-            let gain = deficient.iter().filter(|&&k| counts[k].count[spread.slot(k, c)] == 0).count();
-            if gain > 0 && best.is_none_or(|(_, g)| gain > g) {
-                best = Some((c, gain));
+            if chosen.len() >= limit.max(initial.len()) || target.is_some_and(|t| covered >= t) {
+                break;
+            }
+            is_chosen[c] = true;
+            chosen.push(c);
+            if let Some(cap) = cap {
+                covered = covered.saturating_add(cap(c));
             }
         }
-        match best {
-            Some((c, _)) => {
-                add(c, &mut counts, &mut chosen, &mut is_chosen);
-                reps.push(c);
+        return Selection { chosen, reps: Vec::new(), shortfalls: Vec::new() };
+    }
+    let mut base = Chooser {
+        spread,
+        tallies: (0..k_count).map(|k| Tally::new(spread.slots[k] + 1)).collect(),
+        chosen: Vec::with_capacity(order.len().min(limit)),
+        is_chosen: vec![false; n],
+        reps: Vec::new(),
+        covered: 0,
+        dup_skew,
+    };
+    for &c in initial {
+        base.add(c, cap);
+    }
+    // Phase 1: reach every minGroups, preferring clusters that open a new group for the most
+    // deficient constraints.
+    let mut sel = base.clone();
+    if !sel.reach_min_groups(order, limit, cap) && base.chosen.len() < limit {
+        let deficient = base.deficient();
+        // One retry per combination of groups (over every constraint) a first pick can have.
+        let combination = |c: usize| (0..k_count).map(|k| spread.slot(k, c)).collect::<Vec<_>>();
+        let mut tried: std::collections::BTreeSet<Vec<usize>> =
+            sel.reps.first().map(|&c| combination(c)).into_iter().collect();
+        let firsts =
+            order.iter().copied().filter(|&c| !base.is_chosen[c] && base.admissible(c) && base.gain(&deficient, c) > 0);
+        for c in firsts {
+            if tried.len() > RETRIES {
+                break;
             }
-            None => break,
+            if !tried.insert(combination(c)) {
+                continue;
+            }
+            let mut retry = base.clone();
+            retry.add(c, cap);
+            retry.reps.push(c);
+            if retry.reach_min_groups(order, limit, cap) {
+                sel = retry;
+                break;
+            }
         }
     }
     let mut shortfalls = Vec::new();
     for (k, s) in spread.constraints.iter().enumerate() {
         if let Some(min) = s.min_groups
-            && counts[k].used.len() < min as usize
+            && sel.tallies[k].used.len() < min as usize
         {
             let mut eligible: Vec<u32> = order.iter().map(|&c| spread.group(k, c)).collect();
             eligible.sort_unstable();
@@ -229,23 +306,27 @@ pub(crate) fn select(
                 "spread on {} needs at least {min} groups, {} eligible{}",
                 s.topology_key,
                 eligible.len(),
-                if chosen.len() >= limit { format!(" within the limit of {limit} clusters") } else { String::new() }
+                if sel.chosen.len() >= limit {
+                    format!(" within the limit of {limit} clusters")
+                } else {
+                    String::new()
+                }
             ));
         }
     }
     if !shortfalls.is_empty() {
-        return Selection { chosen, reps, shortfalls };
+        return Selection { chosen: sel.chosen, reps: sel.reps, shortfalls };
     }
     // Phase 2: add in preference order. Only the Duplicated skew bound can make a cluster
     // admissible again after others join, so only then is another pass needed.
     loop {
         let mut progress = false;
         for &c in order {
-            if chosen.len() >= limit || target.is_some_and(|t| covered.get() >= t) {
+            if sel.chosen.len() >= limit || target.is_some_and(|t| sel.covered >= t) {
                 break;
             }
-            if !is_chosen[c] && admissible(c, &counts) {
-                add(c, &mut counts, &mut chosen, &mut is_chosen);
+            if !sel.is_chosen[c] && sel.admissible(c) {
+                sel.add(c, cap);
                 progress = true;
             }
         }
@@ -253,5 +334,5 @@ pub(crate) fn select(
             break;
         }
     }
-    Selection { chosen, reps, shortfalls }
+    Selection { chosen: sel.chosen, reps: sel.reps, shortfalls }
 }
