@@ -160,8 +160,8 @@ fn outcome(
     } else {
         wc.w.number_of_clusters.map_or(!counts.is_empty(), |n| counts.len() == n as usize)
     };
-    let Survey { candidates, capacity_rejections, short, .. } = wc.survey(fleet, filters, others, term, &counts);
-    Outcome { term, counts, complete, capacity_rejections, short, candidates, ..Outcome::default() }
+    let Survey { candidates, no_room, .. } = wc.survey(fleet, filters, others, term, &counts);
+    Outcome { term, counts, complete, no_room, candidates, ..Outcome::default() }
 }
 
 /// One workload's part of the program.

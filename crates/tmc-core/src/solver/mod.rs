@@ -448,10 +448,10 @@ fn for_each_unused(
     mut f: impl FnMut(usize, Unused),
 ) {
     let mask = filters.mask(wc.filters[o.term]);
-    let mut capacity = o.capacity_rejections.iter().peekable();
+    let mut capacity = o.no_room.iter().peekable();
     for c in 0..n {
-        while capacity.next_if(|&&(x, _)| (x as usize) < c).is_some() {}
-        let no_room = capacity.next_if(|&&(x, _)| x as usize == c).map(|&(_, why)| why);
+        while capacity.next_if(|&(x, _)| x < c).is_some() {}
+        let no_room = capacity.next_if(|&(x, _)| x == c).map(|(_, why)| why);
         if count_of(&o.counts, c) > 0 {
             continue;
         }
@@ -472,14 +472,6 @@ fn for_each_unused(
                 _ => Unused::Rejected(no_room),
             },
         );
-    }
-}
-
-/// The resources an outcome's [`NoRoom::Short`] points to.
-fn short_resources(o: &Outcome, no_room: Option<NoRoom>) -> &[u32] {
-    match no_room {
-        Some(NoRoom::Short { from, to }) => &o.short[from as usize..to as usize],
-        _ => &[],
     }
 }
 
@@ -524,7 +516,7 @@ fn reason_counts(wc: &WorkloadCtx<'_>, fleet: &Fleet<'_>, filters: &Filters<'_>,
         Unused::Unexplained => {}
         Unused::Rejected(no_room) => match filters.first_reason(filter, c) {
             Some(code) => tally.add(Counted::Filter(code)),
-            None => short_resources(o, no_room).iter().for_each(|&r| tally.add(Counted::Insufficient(r))),
+            None => o.no_room.short(no_room).iter().for_each(|&r| tally.add(Counted::Insufficient(r))),
         },
     });
     // Different codes can stand for the same reason (one taint in several taint profiles).
@@ -558,7 +550,8 @@ fn rejections(wc: &WorkloadCtx<'_>, fleet: &Fleet<'_>, filters: &Filters<'_>, o:
                 let mut reasons = Vec::new();
                 filters.reasons_into(filter, c, &mut reasons);
                 reasons.extend(
-                    short_resources(o, no_room)
+                    o.no_room
+                        .short(no_room)
                         .iter()
                         .map(|&r| Reason::Insufficient { resource: fleet.resources[r as usize].to_string() }),
                 );

@@ -24,14 +24,96 @@ pub(crate) struct Kept {
 
 /// Why a cluster that passed the filters takes no replicas; turned into [`Reason`]s only when the
 /// placement is explained.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum NoRoom {
-    /// Too little of the resources `short[from..to]` of the outcome (`Insufficient` each).
-    Short { from: u32, to: u32 },
+    /// Too little of a set of resources (`Insufficient` each): see [`NoRoomList::short`].
+    Short(u32),
     /// Room, but a keep-only cluster may not hold more than it held (no extra reason).
     Kept,
     /// `replicaScheduling.weights` gives it weight 0.
     ZeroWeight,
+}
+
+/// The admitted clusters that take no replicas of one outcome, and why, in cluster order.
+///
+/// Compact because an incomplete outcome keeps it until it is explained (at 100k workloads x
+/// 5k clusters, tens of millions of entries): 8 bytes a cluster, and each distinct set of short
+/// resources stored once.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct NoRoomList {
+    /// `(cluster, code)`: code 0 is [`NoRoom::Kept`], 1 [`NoRoom::ZeroWeight`], `2 + i`
+    /// [`NoRoom::Short`] of set `i`.
+    entries: Vec<(u32, u32)>,
+    /// The distinct sets of short resources, as ranges of `resources`.
+    sets: Vec<(u32, u32)>,
+    resources: Vec<u32>,
+}
+
+impl NoRoomList {
+    const KEPT: u32 = 0;
+    const ZERO_WEIGHT: u32 = 1;
+
+    /// Cluster indices and set counts fit in 32 bits (they index in-memory clusters and resources).
+    fn index(n: usize) -> u32 {
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    fn push(&mut self, c: usize, why: NoRoom) {
+        let code = match why {
+            NoRoom::Kept => Self::KEPT,
+            NoRoom::ZeroWeight => Self::ZERO_WEIGHT,
+            NoRoom::Short(set) => set.saturating_add(2),
+        };
+        self.entries.push((Self::index(c), code));
+    }
+
+    /// Records that cluster `c` is short of `resources`.
+    fn push_short(&mut self, c: usize, resources: impl Iterator<Item = usize>) {
+        let from = self.resources.len();
+        self.resources.extend(resources.map(Self::index));
+        let new = &self.resources[from..];
+        // Clusters fall short of a handful of distinct sets: find this one among them.
+        let found = self.sets.iter().position(|&(a, b)| self.resources[a as usize..b as usize] == *new);
+        let set = match found {
+            Some(i) => {
+                self.resources.truncate(from);
+                i
+            }
+            None => {
+                self.sets.push((Self::index(from), Self::index(self.resources.len())));
+                self.sets.len() - 1
+            }
+        };
+        self.push(c, NoRoom::Short(Self::index(set)));
+    }
+
+    /// The clusters and why, in cluster order.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, NoRoom)> + '_ {
+        self.entries.iter().map(|&(c, code)| {
+            let why = match code {
+                Self::KEPT => NoRoom::Kept,
+                Self::ZERO_WEIGHT => NoRoom::ZeroWeight,
+                set => NoRoom::Short(set - 2),
+            };
+            (c as usize, why)
+        })
+    }
+
+    /// The resources (fleet indices) a cluster is short of (empty unless [`NoRoom::Short`]).
+    pub fn short(&self, why: Option<NoRoom>) -> &[u32] {
+        match why {
+            Some(NoRoom::Short(set)) => {
+                self.sets.get(set as usize).map_or(&[], |&(a, b)| &self.resources[a as usize..b as usize])
+            }
+            _ => &[],
+        }
+    }
+
+    fn shrink_to_fit(&mut self) {
+        self.entries.shrink_to_fit();
+        self.sets.shrink_to_fit();
+        self.resources.shrink_to_fit();
+    }
 }
 
 /// The result of placing one workload under one affinity group.
@@ -40,11 +122,8 @@ pub(crate) struct Outcome {
     pub term: usize,
     pub counts: Counts,
     pub complete: bool,
-    /// Clusters that passed the filters but had no room (or weight 0), with the reasons, in
-    /// cluster order.
-    pub capacity_rejections: Vec<(u32, NoRoom)>,
-    /// The resources [`NoRoom::Short`] entries point into.
-    pub short: Vec<u32>,
+    /// Clusters that passed the filters but had no room (or weight 0), with the reasons.
+    pub no_room: NoRoomList,
     /// Clusters that passed every filter and had room, sorted.
     pub candidates: Vec<usize>,
     /// Constraint shortfalls, as sentences (shown when the placement is not complete).
@@ -68,12 +147,10 @@ impl Outcome {
     /// it without spare capacity.
     pub fn compact_explanation(&mut self) {
         if self.complete {
-            self.capacity_rejections = Vec::new();
-            self.short = Vec::new();
+            self.no_room = NoRoomList::default();
             self.candidates = Vec::new();
         } else {
-            self.capacity_rejections.shrink_to_fit();
-            self.short.shrink_to_fit();
+            self.no_room.shrink_to_fit();
             self.candidates.shrink_to_fit();
         }
     }
@@ -110,9 +187,7 @@ pub(crate) struct Survey {
     /// Static weight per cluster index for Weighted division (0 elsewhere).
     pub weight: Vec<u64>,
     /// Admitted clusters without room or with weight 0, and why.
-    pub capacity_rejections: Vec<(u32, NoRoom)>,
-    /// The short resources `capacity_rejections` point into.
-    pub short: Vec<u32>,
+    pub no_room: NoRoomList,
 }
 
 /// Everything about one workload that does not change while the batch is placed.
@@ -373,11 +448,7 @@ impl<'a> WorkloadCtx<'a> {
         .max(r)
         .max(need);
         let n_clusters = fleet.clusters.len();
-        let mut capacity_rejections: Vec<(u32, NoRoom)> = Vec::new();
-        // Cluster indices fit in 32 bits (they index in-memory clusters); kept small because
-        // incomplete outcomes keep these lists until they are explained.
-        let index = |c: usize| u32::try_from(c).unwrap_or(u32::MAX);
-        let mut short: Vec<u32> = Vec::new();
+        let mut no_room = NoRoomList::default();
         let mut cands: Vec<usize> = Vec::new();
         // Dense per-cluster room and weight of the candidates (0 elsewhere).
         let mut raw = vec![0u64; n_clusters];
@@ -391,24 +462,24 @@ impl<'a> WorkloadCtx<'a> {
             let fit = fleet.fit_at_most(usage, c, &self.demand, fit_limit);
             let cap = fit.min(keep_cap);
             if cap < need && count_of(floor, c) == 0 {
-                let why = if fit < need {
-                    // Name every resource that falls short, as kube-scheduler does.
-                    let from = short.len();
-                    short.extend(fleet.short_resources(usage, c, &self.demand, need).map(|r| r as u32));
-                    if short.len() == from {
-                        short.extend(fleet.fit(usage, c, &self.demand).1.map(|r| r as u32));
+                if fit < need {
+                    // Name every resource that falls short, as kube-scheduler does (the binding
+                    // one when none is short alone).
+                    let mut short = fleet.short_resources(usage, c, &self.demand, need).peekable();
+                    if short.peek().is_some() {
+                        no_room.push_short(c, short);
+                    } else {
+                        no_room.push_short(c, fleet.fit(usage, c, &self.demand).1.into_iter());
                     }
-                    NoRoom::Short { from: from as u32, to: short.len() as u32 }
                 } else {
-                    NoRoom::Kept
-                };
-                capacity_rejections.push((index(c), why));
+                    no_room.push(c, NoRoom::Kept);
+                }
                 continue;
             }
             if self.uses_static_weights() {
                 let wt = self.static_weight(filters, c);
                 if wt == 0 {
-                    capacity_rejections.push((index(c), NoRoom::ZeroWeight));
+                    no_room.push(c, NoRoom::ZeroWeight);
                     continue;
                 }
                 weight[c] = wt;
@@ -416,7 +487,7 @@ impl<'a> WorkloadCtx<'a> {
             cands.push(c);
             raw[c] = cap;
         }
-        Survey { candidates: cands, room: raw, weight, capacity_rejections, short }
+        Survey { candidates: cands, room: raw, weight, no_room }
     }
 
     /// Places the workload under affinity group `term`, keeping at least `floor` replicas on the
@@ -434,7 +505,7 @@ impl<'a> WorkloadCtx<'a> {
         let rs = &w.replica_scheduling;
         let min_per = u64::from(rs.min_replicas_per_cluster.unwrap_or(0));
         let max_per = rs.max_replicas_per_cluster.map_or(u64::MAX, u64::from);
-        let Survey { candidates: mut cands, room: raw, weight, capacity_rejections, short } =
+        let Survey { candidates: mut cands, room: raw, weight, no_room } =
             self.survey(fleet, filters, usage, term, floor);
         let scores = self.scores(fleet, filters, usage, term, &cands);
         // Highest score first, ties by cluster index: one integer key per candidate (the score's
@@ -576,7 +647,7 @@ impl<'a> WorkloadCtx<'a> {
             notes.extend(self.exhaustion(fleet, usage, &counts, max_per));
         }
         cands.sort_unstable();
-        Outcome { term, counts, complete, capacity_rejections, short, candidates: cands, notes, ..Outcome::default() }
+        Outcome { term, counts, complete, no_room, candidates: cands, notes, ..Outcome::default() }
     }
 
     /// Moves replicas from the largest to the smallest group of a skew-violating constraint;
@@ -867,4 +938,37 @@ impl<'a> WorkloadCtx<'a> {
 /// Replicas that must start somewhere new to go from `from` to `to`.
 pub(crate) fn moves_between(from: &[(usize, u64)], to: &[(usize, u64)]) -> u64 {
     to.iter().map(|&(c, n)| n.saturating_sub(count_of(from, c))).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{NoRoom, NoRoomList};
+
+    #[test]
+    fn no_room_lists_store_each_set_of_short_resources_once() {
+        let mut list = NoRoomList::default();
+        list.push_short(3, [0, 2].into_iter());
+        list.push(4, NoRoom::Kept);
+        list.push_short(7, [0, 2].into_iter());
+        list.push_short(9, [1].into_iter());
+        list.push(11, NoRoom::ZeroWeight);
+        assert_eq!(list.sets.len(), 2);
+        assert_eq!(list.resources, [0, 2, 1]);
+        let got: Vec<(usize, NoRoom)> = list.iter().collect();
+        assert_eq!(
+            got,
+            [
+                (3, NoRoom::Short(0)),
+                (4, NoRoom::Kept),
+                (7, NoRoom::Short(0)),
+                (9, NoRoom::Short(1)),
+                (11, NoRoom::ZeroWeight)
+            ]
+        );
+        assert_eq!(list.short(Some(NoRoom::Short(0))), [0, 2]);
+        assert_eq!(list.short(Some(NoRoom::Short(1))), [1]);
+        assert_eq!(list.short(Some(NoRoom::Kept)), [] as [u32; 0]);
+        assert_eq!(list.short(Some(NoRoom::Short(5))), [] as [u32; 0]);
+        assert_eq!(list.short(None), [] as [u32; 0]);
+    }
 }
