@@ -184,7 +184,8 @@ pub(crate) struct Survey {
     /// Replicas that fit, per cluster index, counted as far as placing the workload can use
     /// (at least its replica count); 0 for non-candidates.
     pub room: Vec<u64>,
-    /// Static weight per cluster index for Weighted division (0 elsewhere).
+    /// Static weight per cluster index for Weighted division (0 elsewhere); empty for any other
+    /// division.
     pub weight: Vec<u64>,
     /// Admitted clusters without room or with weight 0, and why.
     pub no_room: NoRoomList,
@@ -452,7 +453,7 @@ impl<'a> WorkloadCtx<'a> {
         let mut cands: Vec<usize> = Vec::new();
         // Dense per-cluster room and weight of the candidates (0 elsewhere).
         let mut raw = vec![0u64; n_clusters];
-        let mut weight = vec![0u64; n_clusters];
+        let mut weight = if self.uses_static_weights() { vec![0u64; n_clusters] } else { Vec::new() };
         for c in mask.admitted() {
             let keep_cap = self.keep_cap(mask, c);
             if keep_cap == 0 {
@@ -561,18 +562,20 @@ impl<'a> WorkloadCtx<'a> {
                 caps[*c] = caps[*c].min(max_per).min(r);
             }
             let aggregated = rs.division == Division::Aggregated;
-            let order: Vec<usize> = if aggregated {
+            let by_capacity: Vec<usize>;
+            let order: &[usize] = if aggregated {
                 let mut o = ranked.clone();
                 // Fewest clusters: largest capacity first (stable, so score then name break ties).
                 o.sort_by(|a, b| caps[*b].cmp(&caps[*a]));
-                o
+                by_capacity = o;
+                &by_capacity
             } else {
-                ranked.clone()
+                &ranked
             };
             let limit = limit.min(usize::try_from(r / min_per.max(1)).unwrap_or(usize::MAX)).max(initial.len());
             let cap_of = |c: usize| caps[c];
             let cover: Option<(u64, &dyn Fn(usize) -> u64)> = if aggregated { Some((r, &cap_of)) } else { None };
-            let sel = select(&order, &self.spread, limit, &initial, false, cover);
+            let sel = select(order, &self.spread, limit, &initial, false, cover);
             if !sel.shortfalls.is_empty() {
                 notes.extend(sel.shortfalls);
                 Counts::new()

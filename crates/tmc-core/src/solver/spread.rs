@@ -207,6 +207,10 @@ impl Chooser<'_, '_> {
                 let gain = self.gain(&deficient, c);
                 if gain > 0 && best.is_none_or(|(_, g)| gain > g) {
                     best = Some((c, gain));
+                    // The first cluster in order with the largest possible gain wins: stop there.
+                    if gain == deficient.len() {
+                        break;
+                    }
                 }
             }
             let Some((c, _)) = best else { return false };
