@@ -823,16 +823,19 @@ pub(crate) fn certify(
     let Prepared { values, relaxed, free, top, zero } = prepared;
     let nr = fleet.resources.len();
     let objective: f64 = outcomes.iter().zip(&values).map(|(o, v)| o.placed() as f64 * v).sum();
-    let warm = warm_start(fleet, contexts, outcomes, &values, &free, &top);
     let mut y = vec![0.0f64; free.len()];
     let mut prices = vec![0.0f64; free.len()];
     let mut best = f64::INFINITY;
     let mut best_y = y.clone();
     let pairs: usize = relaxed.iter().flat_map(|w| &w.choices).map(|ch| ch.cands.len()).sum::<usize>().max(1);
-    // Bounded work: about 1e6 pair evaluations in total, between 2 and 40 rounds. Round 0 is
+    // Bounded work: about 1e6 pair evaluations in total, between 1 and 40 rounds. Round 0 is
     // at zero prices, round 1 at the plan's prices (`warm_start`); the subgradient steps go on
-    // from the better of the two.
-    let rounds = (1_000_000 / pairs).clamp(2, 40);
+    // from the better of the two. Where one round already takes the budget (several million
+    // pairs), the bound is the zero-price one: a second round could only try the plan's
+    // prices, with no step after it.
+    let rounds = (1_000_000 / pairs).clamp(1, 40);
+    // The plan's prices, for round 1 (none when there is no round 1).
+    let warm = (rounds > 1).then(|| warm_start(fleet, contexts, outcomes, &values, &free, &top));
     // Step scale: halved (restarting from the best prices) after two rounds without progress.
     let mut theta = 1.0;
     let mut stale = 0;
@@ -861,8 +864,11 @@ pub(crate) fn certify(
                 y.copy_from_slice(&best_y);
             }
         }
-        if round == 0 && best > objective {
-            y.copy_from_slice(&warm);
+        if round == 0
+            && best > objective
+            && let Some(warm) = &warm
+        {
+            y.copy_from_slice(warm);
             for ((lambda, &y), &t) in prices.iter_mut().zip(&y).zip(&top) {
                 *lambda = y * t;
             }
