@@ -486,6 +486,26 @@ workloads:
     check(yaml, "default/w Scheduled mid=3 small=1");
 }
 
+#[test]
+fn a_spread_that_runs_out_of_clusters_tries_other_first_groups() {
+    // Two clusters must cover two zones and two regions: a then b covers one region only, and
+    // no cluster pairs with a; b and c cover both.
+    let yaml = "
+clusters:
+  - {name: a, location: {region: r1, zone: z1}, capacity: {cpu: '4'}}
+  - {name: b, location: {region: r1, zone: z2}, capacity: {cpu: '4'}}
+  - {name: c, location: {region: r2, zone: z1}, capacity: {cpu: '4'}}
+workloads:
+  - name: w
+    replicas: 1
+    resources: {cpu: '1'}
+    numberOfClusters: 2
+    replicaScheduling: {type: Duplicated}
+    spreadConstraints: [{topologyKey: zone, minGroups: 2}, {topologyKey: region, minGroups: 2}]
+";
+    check(yaml, "default/w Scheduled b=1 c=1");
+}
+
 /// Solves `yaml`, then solves it again with that plan as `previous`: nothing fully placed moves,
 /// and nothing partly placed loses replicas.
 #[track_caller]

@@ -188,8 +188,10 @@ pub(crate) fn improve(
             };
             let changed = moves.iter().map(|(x, o)| (*x, o)).chain(std::iter::once((i, &grown)));
             allowed &= changed.clone().all(|(x, o)| {
-                let admitted = filters.mask(contexts[x].filters[o.term]).admitted();
-                !admitted.into_iter().any(|c| exposed(&contexts[x], filters, o, c, priority_on(c)))
+                !may_preempt(&contexts[x], o) || {
+                    let admitted = filters.mask(contexts[x].filters[o.term]).admitted();
+                    !admitted.into_iter().any(|c| exposed(&contexts[x], filters, o, c, priority_on(c)))
+                }
             });
             if allowed {
                 let mut touched: Vec<usize> = set
@@ -203,7 +205,8 @@ pub(crate) fn improve(
                 touched.dedup();
                 allowed = (0..n).filter(|x| *x != i && !set.contains(x)).all(|x| {
                     let o = &outcomes[x];
-                    o.complete || !touched.iter().any(|&c| exposed(&contexts[x], filters, o, c, priority_on(c)))
+                    !may_preempt(&contexts[x], o)
+                        || !touched.iter().any(|&c| exposed(&contexts[x], filters, o, c, priority_on(c)))
                 });
             }
             if allowed && gain > 0.0 && best.as_ref().is_none_or(|b| gain > b.0) {
@@ -323,13 +326,18 @@ fn follow_rebalance_targets(
     }
 }
 
+/// Whether workload `wc`, left with outcome `o`, may preempt on the next solve: it is incomplete
+/// and its policy allows it.
+fn may_preempt(wc: &WorkloadCtx<'_>, o: &Outcome) -> bool {
+    !o.complete && wc.w.preemption == Preemption::PreemptLowerPriority
+}
+
 /// Whether workload `wc`, left with outcome `o`, would preempt on cluster `c` on the next solve
 /// (as far as can be told without trying): it is incomplete and may preempt, `c` is open to it,
 /// it could place more there, and a lower priority than its own (`lowest` on `c`) holds replicas
 /// there.
 fn exposed(wc: &WorkloadCtx<'_>, filters: &Filters<'_>, o: &Outcome, c: usize, lowest: Option<i32>) -> bool {
-    !o.complete
-        && wc.w.preemption == Preemption::PreemptLowerPriority
+    may_preempt(wc, o)
         && lowest.is_some_and(|p| p < wc.w.priority)
         && filters.mask(wc.filters[o.term]).admission(c) == Admission::Open
         && wc.may_take_more(&o.counts, c)

@@ -220,6 +220,27 @@ impl Chooser<'_, '_> {
     }
 }
 
+/// Whether `order` spans at least `minGroups` groups of every constraint (else no selection
+/// from it can reach them).
+fn enough_groups(order: &[usize], spread: &Spread<'_>) -> bool {
+    spread.constraints.iter().enumerate().all(|(k, s)| {
+        let Some(min) = s.min_groups else { return true };
+        let mut seen = vec![false; spread.slots[k] + 1];
+        let mut n = 0u32;
+        for &c in order {
+            let g = spread.slot(k, c);
+            if !seen[g] {
+                seen[g] = true;
+                n += 1;
+                if n >= min {
+                    return true;
+                }
+            }
+        }
+        n >= min
+    })
+}
+
 /// Chooses clusters from `order` (most preferred first), starting with `initial`:
 /// first one cluster per new group until every `minGroups` is met, then more in order while
 /// `maxGroups`, `limit` and (for Duplicated, `dup_skew`) the skew bound allow, until `covered`.
@@ -274,7 +295,15 @@ pub(crate) fn select(
     // Phase 1: reach every minGroups, preferring clusters that open a new group for the most
     // deficient constraints.
     let mut sel = base.clone();
-    if !sel.reach_min_groups(order, limit, cap) && base.chosen.len() < limit {
+    // Another first pick can only help where a pick closes groups to later ones: a maxGroups
+    // (or, for Duplicated, a skew bound) makes clusters inadmissible, or the limit on clusters
+    // ran out before every minGroups was reached.
+    let closing = spread.constraints.iter().any(|s| s.max_groups.is_some() || (dup_skew && s.max_skew.is_some()));
+    if !sel.reach_min_groups(order, limit, cap)
+        && base.chosen.len() < limit
+        && (closing || sel.chosen.len() >= limit)
+        && enough_groups(order, spread)
+    {
         let deficient = base.deficient();
         // One retry per combination of groups (over every constraint) a first pick can have.
         let combination = |c: usize| (0..k_count).map(|k| spread.slot(k, c)).collect::<Vec<_>>();
