@@ -64,9 +64,14 @@ pub(crate) fn improve(
             }
         }
     };
-    for (wc, o) in contexts.iter().zip(outcomes.iter()) {
-        guard(&mut guarded, wc, o);
-    }
+    // Every incomplete preemptor's clusters, from scratch.
+    let guard_all = |guarded: &mut [Option<i32>], outcomes: &[Outcome]| {
+        guarded.iter_mut().for_each(|g| *g = None);
+        for (wc, o) in contexts.iter().zip(outcomes) {
+            guard(guarded, wc, o);
+        }
+    };
+    guard_all(&mut guarded, outcomes);
     let intrudes = |guarded: &[Option<i32>], x: usize, old: &Outcome, new: &Outcome| {
         new.counts
             .iter()
@@ -253,13 +258,7 @@ pub(crate) fn improve(
     freed.sort_unstable();
     freed.dedup();
     // The guards as they stand now: a preemptor a trial completed no longer takes anything.
-    let regard = |guarded: &mut Vec<Option<i32>>, outcomes: &[Outcome]| {
-        guarded.iter_mut().for_each(|g| *g = None);
-        for (wc, o) in contexts.iter().zip(outcomes) {
-            guard(guarded, wc, o);
-        }
-    };
-    regard(&mut guarded, outcomes);
+    guard_all(&mut guarded, outcomes);
     for x in 0..n {
         let (wc, o) = (&contexts[x], &outcomes[x]);
         // A Duplicated workload without numberOfClusters wants every cluster with room: the next
@@ -284,7 +283,7 @@ pub(crate) fn improve(
             outcomes[x] = grown;
             first_changed = first_changed.min(x);
             if completes {
-                regard(&mut guarded, outcomes);
+                guard_all(&mut guarded, outcomes);
             }
         }
     }
