@@ -285,18 +285,7 @@ fn respond_counts(ch: &Choice, rho: &[f64]) -> (f64, Vec<(usize, f64)>, Vec<(usi
     // The bound at `μ` by groups (`by_groups`) or by clusters.
     let mut bound_at = |mu: f64, by_groups: bool| -> f64 {
         if by_groups {
-            tally.iter_mut().for_each(|t| *t = 0.0);
-            used.iter_mut().for_each(|u| *u = 0);
-            for &(v, i) in &items {
-                if v <= mu {
-                    break;
-                }
-                let (_, cap, g) = ch.cands.get(i);
-                let g = g as usize;
-                let x = u64::from(cap).min(ch.limit).min(ch.group_cap - used[g]);
-                used[g] += x;
-                tally[g] += (v - mu) * x as f64;
-            }
+            fill_groups(ch, &items, mu, &mut used, &mut tally, |_, _, _| {});
             let m = ch.max_groups;
             if m < tally.len() {
                 tally.select_nth_unstable_by(m, |a, b| b.total_cmp(a));
@@ -349,19 +338,7 @@ fn respond_counts(ch: &Choice, rho: &[f64]) -> (f64, Vec<(usize, f64)>, Vec<(usi
         let mut tally = vec![0.0f64; ch.groups];
         let mut used = vec![0u64; ch.groups];
         let mut picks: Vec<(usize, u32, u64)> = Vec::new();
-        for &(v, i) in &items {
-            if v <= mu {
-                break;
-            }
-            let (c, cap, g) = ch.cands.get(i);
-            let gi = g as usize;
-            let x = u64::from(cap).min(ch.limit).min(ch.group_cap - used[gi]);
-            used[gi] += x;
-            tally[gi] += (v - mu) * x as f64;
-            if x > 0 {
-                picks.push((c as usize, g, x));
-            }
-        }
+        fill_groups(ch, &items, mu, &mut used, &mut tally, |c, g, x| picks.push((c, g, x)));
         let mut order: Vec<usize> = (0..ch.groups).collect();
         order.sort_by(|&a, &b| tally[b].total_cmp(&tally[a]).then(a.cmp(&b)));
         let mut chosen = vec![false; ch.groups];
@@ -383,6 +360,34 @@ fn respond_counts(ch: &Choice, rho: &[f64]) -> (f64, Vec<(usize, f64)>, Vec<(usi
     }
     response.sort_by_key(|&(c, _)| c);
     (bound, response, taken)
+}
+
+/// Fills each topology group up to its cap with the candidates whose value (`items`, most
+/// valuable first) exceeds `mu`: `used` and `tally` (value above `mu`) per group start from zero,
+/// and `pick(cluster, group, units)` hears of every candidate that takes units.
+fn fill_groups(
+    ch: &Choice,
+    items: &[(f64, usize)],
+    mu: f64,
+    used: &mut [u64],
+    tally: &mut [f64],
+    mut pick: impl FnMut(usize, u32, u64),
+) {
+    tally.iter_mut().for_each(|t| *t = 0.0);
+    used.iter_mut().for_each(|u| *u = 0);
+    for &(v, i) in items {
+        if v <= mu {
+            break;
+        }
+        let (c, cap, g) = ch.cands.get(i);
+        let gi = g as usize;
+        let x = u64::from(cap).min(ch.limit).min(ch.group_cap - used[gi]);
+        used[gi] += x;
+        tally[gi] += (v - mu) * x as f64;
+        if x > 0 {
+            pick(c as usize, g, x);
+        }
+    }
 }
 
 /// A spread constraint's lower side, for [`force_bound`]: whenever anything is placed, at least
