@@ -223,22 +223,17 @@ impl Chooser<'_, '_> {
 /// Whether `order` spans at least `minGroups` groups of every constraint (else no selection
 /// from it can reach them).
 fn enough_groups(order: &[usize], spread: &Spread<'_>) -> bool {
-    spread.constraints.iter().enumerate().all(|(k, s)| {
-        let Some(min) = s.min_groups else { return true };
-        let mut seen = vec![false; spread.slots[k] + 1];
-        let mut n = 0u32;
-        for &c in order {
-            let g = spread.slot(k, c);
-            if !seen[g] {
-                seen[g] = true;
-                n += 1;
-                if n >= min {
-                    return true;
-                }
-            }
-        }
-        n >= min
-    })
+    spread
+        .constraints
+        .iter()
+        .enumerate()
+        .all(|(k, s)| s.min_groups.is_none_or(|min| groups_in(order, spread, k) >= min as usize))
+}
+
+/// How many groups of constraint `k` the clusters of `order` span.
+fn groups_in(order: &[usize], spread: &Spread<'_>, k: usize) -> usize {
+    let mut seen = vec![false; spread.slots[k] + 1];
+    order.iter().filter(|&&c| !std::mem::replace(&mut seen[spread.slot(k, c)], true)).count()
 }
 
 /// Chooses clusters from `order` (most preferred first), starting with `initial`:
@@ -332,13 +327,10 @@ pub(crate) fn select(
         if let Some(min) = s.min_groups
             && sel.tallies[k].used.len() < min as usize
         {
-            let mut eligible: Vec<u32> = order.iter().map(|&c| spread.group(k, c)).collect();
-            eligible.sort_unstable();
-            eligible.dedup();
             shortfalls.push(format!(
                 "spread on {} needs at least {min} groups, {} eligible{}",
                 s.topology_key,
-                eligible.len(),
+                groups_in(order, spread, k),
                 if sel.chosen.len() >= limit {
                     format!(" within the limit of {limit} clusters")
                 } else {
