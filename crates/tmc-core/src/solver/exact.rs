@@ -160,7 +160,7 @@ fn outcome(
     } else {
         wc.w.number_of_clusters.map_or(!counts.is_empty(), |n| counts.len() == n as usize)
     };
-    let Survey { candidates, no_room, .. } = wc.survey(fleet, filters, others, term, &counts);
+    let Survey { candidates, no_room, .. } = wc.survey(fleet, filters, others, term, &counts, true);
     Outcome { term, counts, complete, no_room, candidates, ..Outcome::default() }
 }
 
@@ -216,7 +216,8 @@ impl Model {
             let min_per = u64::from(rs.min_replicas_per_cluster.unwrap_or(0));
             let max_per = rs.max_replicas_per_cluster.map_or(u64::MAX, u64::from);
             // Room per affinity group on the empty fleet: `cap[t][c]`.
-            let surveys: Vec<Survey> = (0..wc.terms.len()).map(|t| wc.survey(fleet, filters, &empty, t, &[])).collect();
+            let surveys: Vec<Survey> =
+                (0..wc.terms.len()).map(|t| wc.survey(fleet, filters, &empty, t, &[], false)).collect();
             let mut cands: Vec<usize> = surveys.iter().flat_map(|s| s.candidates.iter().copied()).collect();
             cands.sort_unstable();
             cands.dedup();

@@ -425,7 +425,9 @@ impl<'a> WorkloadCtx<'a> {
     /// The clusters of affinity group `term` with room for the workload under `usage` (its
     /// `candidates`, with their `room`, counted as far as placing it can use, and static
     /// `weight`), and those admitted but without room or with weight 0, with the reasons.
-    /// Clusters in `floor` stay candidates whatever their room.
+    /// Clusters in `floor` stay candidates whatever their room. Without `reasons` the no-room
+    /// list stays empty: most placements are complete and never explain it, and naming the short
+    /// resources costs more than finding that a cluster has no room.
     pub fn survey(
         &self,
         fleet: &Fleet<'_>,
@@ -433,6 +435,7 @@ impl<'a> WorkloadCtx<'a> {
         usage: &Usage,
         term: usize,
         floor: &[(usize, u64)],
+        reasons: bool,
     ) -> Survey {
         let r = self.replicas();
         let rs = &self.w.replica_scheduling;
@@ -463,6 +466,9 @@ impl<'a> WorkloadCtx<'a> {
             let fit = fleet.fit_at_most(usage, c, &self.demand, fit_limit);
             let cap = fit.min(keep_cap);
             if cap < need && count_of(floor, c) == 0 {
+                if !reasons {
+                    continue;
+                }
                 if fit < need {
                     // Name every resource that falls short, as kube-scheduler does (the binding
                     // one when none is short alone).
@@ -506,16 +512,9 @@ impl<'a> WorkloadCtx<'a> {
         let rs = &w.replica_scheduling;
         let min_per = u64::from(rs.min_replicas_per_cluster.unwrap_or(0));
         let max_per = rs.max_replicas_per_cluster.map_or(u64::MAX, u64::from);
-        let Survey { candidates: mut cands, room: raw, weight, no_room } =
-            self.survey(fleet, filters, usage, term, floor);
+        let Survey { candidates: mut cands, room: raw, weight, .. } =
+            self.survey(fleet, filters, usage, term, floor, false);
         let scores = self.scores(fleet, filters, usage, term, &cands);
-        // Highest score first, ties by cluster index: one integer key per candidate (the score's
-        // order reversed in the high half, the cluster in the low half) sorts fastest.
-        let mut rank: Vec<u128> = scores
-            .into_iter()
-            .zip(cands.iter().copied())
-            .map(|(s, c)| (u128::from(!((s as u64) ^ (1 << 63))) << 64) | c as u128)
-            .collect();
         let limit = w.number_of_clusters.map_or(usize::MAX, |n| n as usize);
         // Without spread constraints (and for any division but Aggregated, which reorders all
         // candidates by capacity), selection reads only a prefix of the ranking: each cluster it
@@ -531,16 +530,7 @@ impl<'a> WorkloadCtx<'a> {
         } else {
             usize::MAX
         };
-        if prefix < rank.len() {
-            if prefix == 0 {
-                rank.clear();
-            } else {
-                rank.select_nth_unstable(prefix - 1);
-                rank.truncate(prefix);
-            }
-        }
-        rank.sort_unstable();
-        let ranked: Vec<usize> = rank.iter().map(|&k| (k as u64) as usize).collect();
+        let ranked = rank(&scores, &cands, prefix);
         let mut notes = Vec::new();
         let initial: Vec<usize> = floor.iter().map(|&(c, _)| c).collect();
 
@@ -650,6 +640,12 @@ impl<'a> WorkloadCtx<'a> {
             notes.extend(self.exhaustion(fleet, usage, &counts, max_per));
         }
         cands.sort_unstable();
+        // Only an incomplete outcome is explained; `usage` is still what the survey saw.
+        let no_room = if complete {
+            NoRoomList::default()
+        } else {
+            self.survey(fleet, filters, usage, term, floor, true).no_room
+        };
         Outcome { term, counts, complete, no_room, candidates: cands, notes, ..Outcome::default() }
     }
 
@@ -936,6 +932,37 @@ impl<'a> WorkloadCtx<'a> {
             ..Outcome::default()
         })
     }
+}
+
+/// The first `prefix` of `cands` by `scores` (parallel to it): highest score first, ties by
+/// cluster index.
+fn rank(scores: &[i64], cands: &[usize], prefix: usize) -> Vec<usize> {
+    // One integer key per candidate (the score's order reversed in the high half, the cluster in
+    // the low half) sorts fastest; 64-bit keys when scores and clusters fit in 32 bits each
+    // (almost always), else 128-bit ones.
+    let small = cands.iter().all(|&c| u32::try_from(c).is_ok()) && scores.iter().all(|&s| i32::try_from(s).is_ok());
+    if small {
+        let keys =
+            scores.iter().zip(cands).map(|(&s, &c)| (u64::from(!((s as i32 as u32) ^ (1 << 31))) << 32) | c as u64);
+        sorted_prefix(keys.collect(), prefix).into_iter().map(|k| (k as u32) as usize).collect()
+    } else {
+        let keys = scores.iter().zip(cands).map(|(&s, &c)| (u128::from(!((s as u64) ^ (1 << 63))) << 64) | c as u128);
+        sorted_prefix(keys.collect(), prefix).into_iter().map(|k| (k as u64) as usize).collect()
+    }
+}
+
+/// The `prefix` smallest of `keys`, sorted.
+fn sorted_prefix<K: Ord>(mut keys: Vec<K>, prefix: usize) -> Vec<K> {
+    if prefix < keys.len() {
+        if prefix == 0 {
+            keys.clear();
+        } else {
+            keys.select_nth_unstable(prefix - 1);
+            keys.truncate(prefix);
+        }
+    }
+    keys.sort_unstable();
+    keys
 }
 
 /// Replicas that must start somewhere new to go from `from` to `to`.
