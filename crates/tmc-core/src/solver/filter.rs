@@ -7,6 +7,7 @@
 use std::{
     collections::{BTreeMap, HashMap},
     hash::{BuildHasherDefault, Hasher},
+    sync::Arc,
 };
 
 use super::selectors::{Bits, Selectors, bit, set_of};
@@ -177,8 +178,9 @@ impl<'a> FilterKey<'a> {
 pub(crate) struct Mask {
     open: Vec<u64>,
     keep: Vec<u64>,
-    /// `(cluster, untolerated PreferNoSchedule taints)` for clusters that have any, sorted.
-    prefer_no_schedule: Vec<(usize, u32)>,
+    /// Untolerated `PreferNoSchedule` taints per cluster, shared with the list of tolerations it
+    /// comes from (`None` where no cluster has any).
+    prefer_no_schedule: Option<Arc<[u32]>>,
 }
 
 impl Mask {
@@ -210,7 +212,7 @@ impl Mask {
 
     /// Untolerated `PreferNoSchedule` taints on `c`.
     pub fn prefer_no_schedule(&self, c: usize) -> u32 {
-        self.prefer_no_schedule.binary_search_by_key(&c, |&(x, _)| x).map_or(0, |i| self.prefer_no_schedule[i].1)
+        self.prefer_no_schedule.as_ref().map_or(0, |counts| counts[c])
     }
 }
 
@@ -228,8 +230,8 @@ struct TolerationPart {
     outcomes: Vec<TaintOutcome>,
     closed: Bits,
     keep: Bits,
-    /// Untolerated `PreferNoSchedule` counts, sparse.
-    prefer_no_schedule: Vec<(usize, u32)>,
+    /// Untolerated `PreferNoSchedule` counts per cluster (`None` where all are 0).
+    prefer_no_schedule: Option<Arc<[u32]>>,
 }
 
 /// A filter resolved to the indices of its cached parts.
@@ -241,22 +243,55 @@ struct Resolved {
     tolerations: usize,
 }
 
+/// How one affinity group matches the fleet: the clusters it admits, and the sets each of its
+/// parts requires (or, for `exclude`, rejects), from which a cluster's mismatch is read.
+#[derive(Default)]
+struct AffinityPart {
+    ok: Bits,
+    excluded: Option<Bits>,
+    listed: Option<Bits>,
+    labels: Option<Bits>,
+    location: Option<Bits>,
+}
+
+impl AffinityPart {
+    /// Why cluster `c` fails the group: its first failing part, in the order of
+    /// [`ClusterAffinity::check`].
+    fn mismatch(&self, c: usize) -> Option<AffinityMismatch> {
+        let lacks = |b: &Option<Bits>| b.as_ref().is_some_and(|b| !bit(b, c));
+        if bit(&self.ok, c) {
+            None
+        } else if self.excluded.as_ref().is_some_and(|b| bit(b, c)) {
+            Some(AffinityMismatch::Excluded)
+        } else if lacks(&self.listed) {
+            Some(AffinityMismatch::NotInClusterNames)
+        } else if lacks(&self.labels) {
+            Some(AffinityMismatch::Labels)
+        } else if lacks(&self.location) {
+            Some(AffinityMismatch::Location)
+        } else {
+            None
+        }
+    }
+}
+
 /// Per-cluster results of each part of a filter, computed once per distinct part and shared by
 /// every filter that uses it: the affinity group, each API, capability and spread key, and each
 /// list of tolerations (against each distinct taint profile of the fleet).
 struct Parts<'a> {
     words: usize,
     /// Per affinity group: the clusters that match, and why each other one does not.
-    affinity: Vec<(Bits, Vec<Option<crate::AffinityMismatch>>)>,
+    affinity: Vec<AffinityPart>,
     affinity_ids: Map<Option<&'a ClusterAffinity>, usize>,
     /// Clusters serving each API, having each capability, having each spread key.
     sets: Vec<Bits>,
     api_ids: BTreeMap<&'a str, usize>,
     capability_ids: BTreeMap<&'a str, usize>,
     spread_key_ids: BTreeMap<&'a str, usize>,
-    /// Cluster to taint profile, and one representative cluster per profile.
+    /// Cluster to taint profile, and per profile an uncordoned cluster with only its taints and
+    /// readiness (all that a list of tolerations is judged against).
     profile_of: Vec<usize>,
-    profiles: Vec<usize>,
+    profiles: Vec<Cluster>,
     /// Per toleration list: outcome per profile, the closed and keep-only clusters, and the
     /// untolerated `PreferNoSchedule` counts.
     tolerations: Vec<TolerationPart>,
@@ -283,7 +318,12 @@ impl<'a> Parts<'a> {
         for (c, cluster) in clusters.iter().enumerate() {
             let key = (cluster.taints.as_slice(), cluster.ready, cluster.not_ready_since);
             let id = *by_profile.entry(key).or_insert_with(|| {
-                profiles.push(c);
+                profiles.push(Cluster {
+                    taints: cluster.taints.clone(),
+                    ready: cluster.ready,
+                    not_ready_since: cluster.not_ready_since,
+                    ..Cluster::default()
+                });
                 profiles.len() - 1
             });
             profile_of.push(id);
@@ -309,9 +349,8 @@ impl<'a> Parts<'a> {
         }
     }
 
-    /// Why each cluster fails `affinity` (the first failing part, in the order of
-    /// [`ClusterAffinity::check`]), from cached selector bitsets.
-    fn affinity_codes(&mut self, affinity: &'a ClusterAffinity, n: usize) -> Vec<Option<AffinityMismatch>> {
+    /// How `affinity` matches the fleet, from cached selector bitsets.
+    fn affinity_part(&mut self, affinity: &'a ClusterAffinity) -> AffinityPart {
         let names = |list: &[String]| {
             let mut bits = vec![0u64; self.words];
             for name in list {
@@ -321,25 +360,17 @@ impl<'a> Parts<'a> {
             }
             bits
         };
-        let excluded = names(&affinity.exclude);
+        let excluded = (!affinity.exclude.is_empty()).then(|| names(&affinity.exclude));
         let listed = (!affinity.cluster_names.is_empty()).then(|| names(&affinity.cluster_names));
         let labels = affinity.label_selector.as_ref().map(|s| self.selectors.label_selector(s));
         let location = affinity.location_selector.as_ref().map(|s| self.selectors.location_selector(s));
-        (0..n)
-            .map(|c| {
-                if bit(&excluded, c) {
-                    Some(AffinityMismatch::Excluded)
-                } else if listed.as_ref().is_some_and(|b| !bit(b, c)) {
-                    Some(AffinityMismatch::NotInClusterNames)
-                } else if labels.as_ref().is_some_and(|b| !bit(b, c)) {
-                    Some(AffinityMismatch::Labels)
-                } else if location.as_ref().is_some_and(|b| !bit(b, c)) {
-                    Some(AffinityMismatch::Location)
-                } else {
-                    None
-                }
-            })
-            .collect()
+        let mut ok = self.selectors.all();
+        for (w, word) in ok.iter_mut().enumerate() {
+            let required = |b: &Option<Bits>| b.as_ref().map_or(u64::MAX, |b| b[w]);
+            *word &=
+                !excluded.as_ref().map_or(0, |b| b[w]) & required(&listed) & required(&labels) & required(&location);
+        }
+        AffinityPart { ok, excluded, listed, labels, location }
     }
 
     fn set_id(
@@ -360,17 +391,11 @@ impl<'a> Parts<'a> {
         let affinity = match self.affinity_ids.get(&key.affinity) {
             Some(&id) => id,
             None => {
-                let codes = match key.affinity {
-                    Some(a) => self.affinity_codes(a, clusters.len()),
-                    None => vec![None; clusters.len()],
+                let part = match key.affinity {
+                    Some(a) => self.affinity_part(a),
+                    None => AffinityPart { ok: self.selectors.all(), ..AffinityPart::default() },
                 };
-                let mut ok = vec![0; words];
-                for (c, code) in codes.iter().enumerate() {
-                    if code.is_none() {
-                        ok[c / 64] |= 1 << (c % 64);
-                    }
-                }
-                self.affinity.push((ok, codes));
+                self.affinity.push(part);
                 self.affinity_ids.insert(key.affinity, self.affinity.len() - 1);
                 self.affinity.len() - 1
             }
@@ -415,27 +440,24 @@ impl<'a> Parts<'a> {
                 let outcomes: Vec<TaintOutcome> = self
                     .profiles
                     .iter()
-                    .map(|&rep| {
-                        // Taints only: an uncordoned copy of the profile's representative.
-                        let cluster = Cluster { unschedulable: false, ..clusters[rep].clone() };
+                    .map(|cluster| {
                         let mut reasons = Vec::new();
-                        let (admission, prefer_no_schedule) = only_taints.evaluate(&cluster, now, Some(&mut reasons));
+                        let (admission, prefer_no_schedule) = only_taints.evaluate(cluster, now, Some(&mut reasons));
                         TaintOutcome { admission, prefer_no_schedule, reasons }
                     })
                     .collect();
                 let mut closed = vec![0; words];
                 let mut keep = vec![0; words];
-                let mut pns = Vec::new();
+                let mut pns = vec![0; self.profile_of.len()];
                 for (c, &p) in self.profile_of.iter().enumerate() {
                     match outcomes[p].admission {
                         Admission::Closed => closed[c / 64] |= 1 << (c % 64),
                         Admission::KeepOnly => keep[c / 64] |= 1 << (c % 64),
                         Admission::Open => {}
                     }
-                    if outcomes[p].prefer_no_schedule > 0 {
-                        pns.push((c, outcomes[p].prefer_no_schedule));
-                    }
+                    pns[c] = outcomes[p].prefer_no_schedule;
                 }
+                let pns = pns.iter().any(|&n| n > 0).then(|| Arc::from(pns));
                 self.tolerations.push(TolerationPart { outcomes, closed, keep, prefer_no_schedule: pns });
                 self.toleration_ids.insert(key.tolerations, self.tolerations.len() - 1);
                 self.tolerations.len() - 1
@@ -446,7 +468,7 @@ impl<'a> Parts<'a> {
 
     /// Combines the cached parts of a resolved filter into its mask.
     fn mask(&self, key: &Resolved) -> Mask {
-        let mut ok = self.affinity[key.affinity].0.clone();
+        let mut ok = self.affinity[key.affinity].ok.clone();
         for &set in key.apis.iter().chain(&key.capabilities).chain(&key.spread_keys) {
             ok.iter_mut().zip(&self.sets[set]).for_each(|(a, b)| *a &= b);
         }
@@ -473,7 +495,7 @@ impl<'a> Parts<'a> {
     /// Appends every reason cluster `c` fails `key` to `reasons`, in the order of
     /// [`FilterKey::evaluate`].
     fn reasons_into(&self, key: &FilterKey<'a>, parts: &Resolved, c: usize, reasons: &mut Vec<Reason>) {
-        if let Some(part) = self.affinity[parts.affinity].1[c] {
+        if let Some(part) = self.affinity[parts.affinity].mismatch(c) {
             reasons.push(Reason::AffinityMismatch { part });
         }
         for (api, &set) in key.apis.iter().zip(&parts.apis) {
@@ -518,7 +540,7 @@ impl<'a> Parts<'a> {
     /// The first reason cluster `c` fails `key`, if any; the same as the first of
     /// [`Parts::reasons_into`].
     fn first_reason(&self, parts: &Resolved, c: usize) -> Option<ReasonCode> {
-        if let Some(part) = self.affinity[parts.affinity].1[c] {
+        if let Some(part) = self.affinity[parts.affinity].mismatch(c) {
             return Some(ReasonCode::Affinity(part));
         }
         let missing = |sets: &[usize]| sets.iter().position(|&set| !bit(&self.sets[set], c));
