@@ -40,7 +40,7 @@
 
 use super::{
     filter::Filters,
-    fleet::{Fleet, UNLIMITED, Usage},
+    fleet::{AtMost, Fleet, UNLIMITED, Usage},
     place::{Outcome, WorkloadCtx},
 };
 
@@ -549,13 +549,14 @@ fn relax(fleet: &Fleet<'_>, filters: &Filters<'_>, empty: &Usage, wc: &WorkloadC
         .map(|t| {
             // The candidates `WorkloadCtx::survey` finds on the empty fleet, without its reasons.
             let mask = filters.mask(wc.filters[t]);
-            let mut cands: Vec<(u32, u32, u32)> = Vec::new();
+            let mut cands: Vec<(u32, u32, u32)> = Vec::with_capacity(mask.count());
+            let at_most = AtMost::new(&wc.demand, r.max(need));
             for c in mask.admitted() {
                 let keep = wc.keep_cap(mask, c);
                 if keep == 0 {
                     continue;
                 }
-                let room = fleet.fit_at_most(empty, c, &wc.demand, r.max(need)).min(keep);
+                let room = fleet.fit_at_most(empty, c, &at_most).min(keep);
                 if room < need || (weighted && wc.static_weight(filters, c) == 0) {
                     continue;
                 }
@@ -590,6 +591,26 @@ fn local_groups(ids: &[Option<u32>], cands: &[(u32, u32, u32)]) -> Option<(Vec<u
     Some((out, n as usize))
 }
 
+/// Whether `cands` span at least `min` distinct values of the fleet's group ids `ids` of one
+/// key (lacking the key is one more value).
+fn spans_groups(ids: &[Option<u32>], cands: &[(u32, u32, u32)], min: usize) -> bool {
+    // Fleet group ids are below the number of clusters; slot `ids.len()` stands for "no key".
+    let mut seen = vec![0u64; (ids.len() + 1).div_ceil(64)];
+    let mut n = 0;
+    for &(c, _, _) in cands {
+        if n >= min {
+            break;
+        }
+        let slot = ids.get(c as usize).copied().flatten().map_or(ids.len(), |g| (g as usize).min(ids.len()));
+        let (word, bit) = (slot / 64, 1u64 << (slot % 64));
+        if seen[word] & bit == 0 {
+            seen[word] |= bit;
+            n += 1;
+        }
+    }
+    n >= min
+}
+
 /// The limits of one choice set (see [`relax`]).
 fn choice(fleet: &Fleet<'_>, wc: &WorkloadCtx<'_>, mut cands: Vec<(u32, u32, u32)>) -> Choice {
     let r = wc.replicas();
@@ -619,10 +640,7 @@ fn choice(fleet: &Fleet<'_>, wc: &WorkloadCtx<'_>, mut cands: Vec<(u32, u32, u32
         if let Some(min) = s.min_groups {
             // No plan can meet minGroups with fewer distinct groups among its clusters (a
             // cluster without the key counts as a group of its own here, which only loosens).
-            let mut groups: Vec<Option<u32>> = cands.iter().map(|&(c, _, _)| group(c)).collect();
-            groups.sort_unstable();
-            groups.dedup();
-            if groups.len() < min as usize {
+            if !spans_groups(ids, &cands, min as usize) {
                 limit = 0;
             }
         }

@@ -210,6 +210,11 @@ impl Mask {
         })
     }
 
+    /// The number of clusters that are `Open` or `KeepOnly`.
+    pub fn count(&self) -> usize {
+        self.open.iter().zip(&self.keep).map(|(o, k)| (o | k).count_ones() as usize).sum()
+    }
+
     /// Untolerated `PreferNoSchedule` taints on `c`.
     pub fn prefer_no_schedule(&self, c: usize) -> u32 {
         self.prefer_no_schedule.as_ref().map_or(0, |counts| counts[c])

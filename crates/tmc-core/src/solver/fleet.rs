@@ -74,6 +74,19 @@ impl ClusterTable {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Demand(pub Vec<(usize, u128)>);
 
+/// `want` replicas of a demand, for [`Fleet::fit_at_most`] on many clusters: per resource, the
+/// per-replica amount and the amount `want` replicas need (`None` beyond 128 bits).
+pub(crate) struct AtMost {
+    want: u64,
+    rows: Vec<(usize, u128, Option<u128>)>,
+}
+
+impl AtMost {
+    pub fn new(demand: &Demand, want: u64) -> Self {
+        AtMost { want, rows: demand.0.iter().map(|&(r, q)| (r, q, q.checked_mul(u128::from(want)))).collect() }
+    }
+}
+
 /// Replicas per cluster, sorted by cluster index, no zero entries.
 pub(crate) type Counts = Vec<(usize, u64)>;
 
@@ -290,19 +303,20 @@ impl<'a> Fleet<'a> {
         best
     }
 
-    /// `min(fit, want)`: how many more replicas of `demand` fit on cluster `c`, counting only up
-    /// to `want`. Cheaper than [`Fleet::fit`] when `want` is small: a resource with room for
-    /// `want` replicas needs no division.
-    pub fn fit_at_most(&self, usage: &Usage, c: usize, demand: &Demand, want: u64) -> u64 {
+    /// `min(fit, at.want)`: how many more replicas of `at`'s demand fit on cluster `c`, counting
+    /// only up to `want`. Cheaper than [`Fleet::fit`]: a resource with room for `want` replicas
+    /// needs no division.
+    pub fn fit_at_most(&self, usage: &Usage, c: usize, at: &AtMost) -> u64 {
         let base = c * self.nr();
-        let mut best = want;
-        for &(r, q) in &demand.0 {
+        let mut best = at.want;
+        for &(r, q, need) in &at.rows {
             let free = self.free[base + r];
             if free == UNLIMITED {
                 continue;
             }
             let avail = free.saturating_sub(usage.used[base + r]);
-            if q.checked_mul(u128::from(best)).is_some_and(|need| need <= avail) {
+            // Room for `want` leaves `best` (at most `want`) as it is.
+            if need.is_some_and(|need| need <= avail) {
                 continue;
             }
             best = best.min(u64::try_from(div(avail, q)).unwrap_or(u64::MAX));

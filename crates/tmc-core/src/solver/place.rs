@@ -4,7 +4,7 @@
 use super::{
     divide,
     filter::{Admission, Filters, Mask},
-    fleet::{Counts, Demand, Fleet, Usage},
+    fleet::{AtMost, Counts, Demand, Fleet, Usage},
     score,
     selectors::bit,
     spread::{Spread, select},
@@ -453,17 +453,18 @@ impl<'a> WorkloadCtx<'a> {
         .max(need);
         let n_clusters = fleet.clusters.len();
         let mut no_room = NoRoomList::default();
-        let mut cands: Vec<usize> = Vec::new();
+        let mut cands: Vec<usize> = Vec::with_capacity(mask.count());
         // Dense per-cluster room and weight of the candidates (0 elsewhere).
         let mut raw = vec![0u64; n_clusters];
         let mut weight = if self.uses_static_weights() { vec![0u64; n_clusters] } else { Vec::new() };
+        let at_most = AtMost::new(&self.demand, fit_limit);
         for c in mask.admitted() {
             let keep_cap = self.keep_cap(mask, c);
             if keep_cap == 0 {
                 continue;
             }
             // `usage` excludes the floor, so `fit` already counts the room the kept replicas use.
-            let fit = fleet.fit_at_most(usage, c, &self.demand, fit_limit);
+            let fit = fleet.fit_at_most(usage, c, &at_most);
             let cap = fit.min(keep_cap);
             if cap < need && count_of(floor, c) == 0 {
                 if !reasons {
