@@ -799,14 +799,17 @@ pub(crate) fn prepare(fleet: &Fleet<'_>, filters: &Filters<'_>, contexts: &[Work
     // At `y[i] = 1` no workload gains from the row any more, so `y <= 1`. Rows without a limit or
     // without free capacity are not priced (no candidate needs them).
     let mut top = vec![0.0f64; free.len()];
+    let mut density: Vec<(usize, f64)> = Vec::new();
     for w in &relaxed {
         let per_replica = w.value / w.unit;
+        density.clear();
+        density.extend(w.demand.iter().filter(|&&(_, q)| q > 0.0).map(|&(r, q)| (r, per_replica / q)));
         for (c, _, _) in w.choices.iter().flat_map(|ch| ch.cands.iter()) {
             let base = c as usize * nr;
-            for &(r, q) in &w.demand {
+            for &(r, d) in &density {
                 let i = base + r;
-                if q > 0.0 && free[i].is_finite() && free[i] > 0.0 {
-                    top[i] = top[i].max(per_replica / q);
+                if free[i].is_finite() && free[i] > 0.0 {
+                    top[i] = top[i].max(d);
                 }
             }
         }

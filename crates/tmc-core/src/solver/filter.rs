@@ -592,6 +592,11 @@ pub(crate) struct Filters<'a> {
     masks: Vec<Mask>,
     index: Map<FilterKey<'a>, usize>,
     parts: Parts<'a>,
+    sets: ScoringSets<'a>,
+}
+
+/// The cluster sets scoring and Weighted division read, compiled once per distinct entry.
+struct ScoringSets<'a> {
     /// The clusters each distinct preference matches (both selectors), for scoring.
     preferences: Vec<Bits>,
     preference_ids: Map<PreferenceKey<'a>, usize>,
@@ -600,36 +605,24 @@ pub(crate) struct Filters<'a> {
     weight_entry_ids: Map<WeightKey<'a>, usize>,
 }
 
-/// The cluster-matching parts of a `replicaScheduling.weights` entry.
-type WeightKey<'a> = (&'a [String], Option<&'a LabelSelector>);
-
-impl<'a> Filters<'a> {
-    /// Compiles every filter of every affinity group of `workloads`.
-    pub fn compile(workloads: &[&'a Workload], clusters: &[&'a Cluster], now: Option<i64>) -> Self {
-        let mut index: Map<FilterKey<'a>, usize> = Map::default();
-        let mut keys = Vec::new();
-        let mut parts = Parts::new(clusters);
-        for w in workloads {
-            for term in affinity_terms(w) {
-                let key = FilterKey::of(w, term);
-                if !index.contains_key(&key) {
-                    let resolved = parts.resolve(&key, clusters, now);
-                    index.insert(key.clone(), keys.len());
-                    keys.push((key, resolved));
-                }
-            }
-        }
+impl<'a> ScoringSets<'a> {
+    /// The sets of every preference and weight entry of `workloads` over `clusters` (sorted by
+    /// name), with selector caches of their own.
+    fn compile(workloads: &[&'a Workload], clusters: &[&'a Cluster]) -> Self {
+        let mut selectors = Selectors::new(clusters);
+        let words = clusters.len().div_ceil(64);
+        let index_of = |name: &str| clusters.binary_search_by(|c| c.name.as_str().cmp(name)).ok();
         let mut preferences = Vec::new();
         let mut preference_ids = Map::default();
         for p in workloads.iter().flat_map(|w| &w.preferences) {
             let key = (p.label_selector.as_ref(), p.location_selector.as_ref());
             preference_ids.entry(key).or_insert_with(|| {
                 let mut bits = match key.0 {
-                    Some(s) => parts.selectors.label_selector(s),
-                    None => parts.selectors.all(),
+                    Some(s) => selectors.label_selector(s),
+                    None => selectors.all(),
                 };
                 if let Some(s) = key.1 {
-                    super::selectors::and(&mut bits, &parts.selectors.location_selector(s));
+                    super::selectors::and(&mut bits, &selectors.location_selector(s));
                 }
                 #[cfg(debug_assertions)]
                 for (c, cluster) in clusters.iter().enumerate() {
@@ -647,11 +640,11 @@ impl<'a> Filters<'a> {
             let key: WeightKey<'a> = (&e.cluster_names, e.label_selector.as_ref());
             weight_entry_ids.entry(key).or_insert_with(|| {
                 let mut bits = match key.1 {
-                    Some(s) => parts.selectors.label_selector(s),
-                    None => vec![0; parts.words],
+                    Some(s) => selectors.label_selector(s),
+                    None => vec![0; words],
                 };
                 for name in key.0 {
-                    if let Some(c) = parts.index_of(name) {
+                    if let Some(c) = index_of(name) {
                         bits[c / 64] |= 1 << (c % 64);
                     }
                 }
@@ -664,6 +657,36 @@ impl<'a> Filters<'a> {
                 weight_entries.len() - 1
             });
         }
+        ScoringSets { preferences, preference_ids, weight_entries, weight_entry_ids }
+    }
+}
+
+/// The cluster-matching parts of a `replicaScheduling.weights` entry.
+type WeightKey<'a> = (&'a [String], Option<&'a LabelSelector>);
+
+impl<'a> Filters<'a> {
+    /// Compiles every filter of every affinity group of `workloads`.
+    pub fn compile(workloads: &[&'a Workload], clusters: &[&'a Cluster], now: Option<i64>) -> Self {
+        // The scoring sets need nothing the filters compute: they are found on the other core.
+        let ((index, keys, parts), sets) = super::join(
+            || {
+                let mut index: Map<FilterKey<'a>, usize> = Map::default();
+                let mut keys = Vec::new();
+                let mut parts = Parts::new(clusters);
+                for w in workloads {
+                    for term in affinity_terms(w) {
+                        let key = FilterKey::of(w, term);
+                        if !index.contains_key(&key) {
+                            let resolved = parts.resolve(&key, clusters, now);
+                            index.insert(key.clone(), keys.len());
+                            keys.push((key, resolved));
+                        }
+                    }
+                }
+                (index, keys, parts)
+            },
+            || ScoringSets::compile(workloads, clusters),
+        );
         let masks: Vec<Mask> = super::par_map(keys.iter().collect(), |(_, r)| parts.mask(r));
         #[cfg(debug_assertions)]
         for ((key, resolved), mask) in keys.iter().zip(&masks) {
@@ -674,28 +697,28 @@ impl<'a> Filters<'a> {
                 debug_assert_eq!(parts.reasons(key, resolved, c), reasons, "{}", cluster.name);
             }
         }
-        Filters { keys, masks, index, parts, preferences, preference_ids, weight_entries, weight_entry_ids }
+        Filters { keys, masks, index, parts, sets }
     }
 
     /// The id of a `replicaScheduling.weights` entry of a compiled workload, for
     /// [`Filters::weight_entry`].
     pub fn weight_entry_id(&self, e: &crate::ClusterWeight) -> usize {
-        self.weight_entry_ids.get(&(e.cluster_names.as_slice(), e.label_selector.as_ref())).copied().unwrap_or(0)
+        self.sets.weight_entry_ids.get(&(e.cluster_names.as_slice(), e.label_selector.as_ref())).copied().unwrap_or(0)
     }
 
     /// The clusters weight entry `id` matches.
     pub fn weight_entry(&self, id: usize) -> &[u64] {
-        &self.weight_entries[id]
+        &self.sets.weight_entries[id]
     }
 
     /// The id of preference `p` of a compiled workload, for [`Filters::preference`].
     pub fn preference_id(&self, p: &Preference) -> usize {
-        self.preference_ids.get(&(p.label_selector.as_ref(), p.location_selector.as_ref())).copied().unwrap_or(0)
+        self.sets.preference_ids.get(&(p.label_selector.as_ref(), p.location_selector.as_ref())).copied().unwrap_or(0)
     }
 
     /// The clusters preference `id` matches.
     pub fn preference(&self, id: usize) -> &[u64] {
-        &self.preferences[id]
+        &self.sets.preferences[id]
     }
 
     /// The index of the filter of `w` under `affinity` (compiled by [`Filters::compile`]).

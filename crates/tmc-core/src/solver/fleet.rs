@@ -27,8 +27,9 @@ pub(crate) struct Fleet<'a> {
     /// Capacity with the same layout and conventions (for scoring).
     capacity: Vec<u128>,
     /// Topology group id of every cluster per spread key used by any workload (`None`: the
-    /// cluster lacks the key). Ids follow the sorted values, so they do not depend on input order.
-    topology: BTreeMap<&'a str, Vec<Option<u32>>>,
+    /// cluster lacks the key), and the number of groups. Ids follow the sorted values, so they do
+    /// not depend on input order.
+    topology: BTreeMap<&'a str, (Vec<Option<u32>>, usize)>,
 }
 
 /// The cluster side of a fleet in nano-units, owned, for callers that build many small fleets
@@ -131,15 +132,15 @@ fn per_mille(part: u128, total: u128) -> u64 {
     }
 }
 
-/// Topology group ids of every cluster per key (`None`: the cluster lacks the key). Ids follow
-/// the sorted values, so they do not depend on input order.
-fn topology<'a>(clusters: &[&'a Cluster], keys: BTreeSet<&'a str>) -> BTreeMap<&'a str, Vec<Option<u32>>> {
+/// Topology group ids of every cluster per key (`None`: the cluster lacks the key), and their
+/// number. Ids follow the sorted values, so they do not depend on input order.
+fn topology<'a>(clusters: &[&'a Cluster], keys: BTreeSet<&'a str>) -> BTreeMap<&'a str, (Vec<Option<u32>>, usize)> {
     keys.into_iter()
         .map(|key| {
             let values: Vec<Option<&str>> = clusters.iter().map(|c| c.topology_value(key)).collect();
             let ids: BTreeMap<&str, u32> =
                 values.iter().flatten().copied().collect::<BTreeSet<_>>().into_iter().zip(0..).collect();
-            (key, values.iter().map(|v| v.map(|v| ids[v])).collect())
+            (key, (values.iter().map(|v| v.map(|v| ids[v])).collect(), ids.len()))
         })
         .collect()
 }
@@ -265,7 +266,12 @@ impl<'a> Fleet<'a> {
 
     /// The topology groups of spread key `key` (every key of the input was compiled).
     pub fn groups(&self, key: &str) -> &[Option<u32>] {
-        self.topology.get(key).map_or(&[], Vec::as_slice)
+        self.topology.get(key).map_or(&[], |(ids, _)| ids.as_slice())
+    }
+
+    /// The number of topology groups of spread key `key` (group ids are below it).
+    pub fn group_count(&self, key: &str) -> usize {
+        self.topology.get(key).map_or(0, |&(_, n)| n)
     }
 
     /// The per-replica demand of `w`.

@@ -53,7 +53,7 @@ pub(crate) fn par_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync
 }
 
 /// Runs `a` and `b`, in parallel where the `parallel` feature is on.
-fn join<A: Send, B: Send>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B + Send) -> (A, B) {
+pub(crate) fn join<A: Send, B: Send>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B + Send) -> (A, B) {
     #[cfg(feature = "parallel")]
     {
         rayon::join(a, b)
@@ -95,8 +95,7 @@ pub fn cluster_rejections(
 
 /// The plan, and the per-cluster reasons of the workload `detail` (if it is one).
 fn solve_explained(input: &PlacementInput, detail: Option<&WorkloadKey>) -> (Plan, Option<Vec<ClusterRejection>>) {
-    let fleet = Fleet::compile(input);
-    let order = placement_order(input);
+    let (fleet, order) = join(|| Fleet::compile(input), || placement_order(input));
     let filters = Filters::compile(&order, &fleet.clusters, input.now);
     let previous: BTreeMap<_, _> = input.previous.iter().map(|p| (p.workload.clone(), p)).collect();
     let contexts: Vec<WorkloadCtx<'_>> =

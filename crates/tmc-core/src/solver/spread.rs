@@ -21,7 +21,7 @@ impl<'w> Spread<'w> {
     /// The spread of `w`, with group ids compiled once per key by the fleet.
     pub fn new(w: &'w Workload, fleet: &'w Fleet<'_>) -> Self {
         let groups: Vec<&[Option<u32>]> = w.spread_constraints.iter().map(|s| fleet.groups(&s.topology_key)).collect();
-        let slots = groups.iter().map(|g| g.iter().flatten().max().map_or(0, |&m| m as usize + 1)).collect();
+        let slots = w.spread_constraints.iter().map(|s| fleet.group_count(&s.topology_key)).collect();
         Spread { constraints: &w.spread_constraints, groups, slots }
     }
 
