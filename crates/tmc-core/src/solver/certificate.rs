@@ -223,12 +223,14 @@ fn respond_choice(ch: &Choice, rho: &[f64]) -> (f64, Vec<(usize, f64)>) {
 /// response.
 #[allow(clippy::type_complexity)]
 fn respond_counts(ch: &Choice, rho: &[f64]) -> (f64, Vec<(usize, f64)>, Vec<(usize, f64)>) {
-    let mut keys: Vec<u128> = Vec::new();
+    let mut keys: Vec<u128> = Vec::with_capacity(rho.len());
     for (i, &v) in rho.iter().enumerate() {
         if v > 0.0 {
             keys.push(key(v, i));
         }
     }
+    // Equal values (as at zero prices) come out in candidate order, already sorted.
+    let sorted = keys.is_sorted();
     let grouped = ch.group_cap < ch.limit || ch.max_groups < ch.groups;
     let mut group_left: Vec<u64> = if grouped { vec![ch.group_cap; ch.groups] } else { Vec::new() };
     let mut group_used = 0usize;
@@ -242,10 +244,12 @@ fn respond_counts(ch: &Choice, rho: &[f64]) -> (f64, Vec<(usize, f64)>, Vec<(usi
     while left > 0 && start < keys.len() {
         let rest = &mut keys[start..];
         let k = chunk.min(rest.len());
-        if k < rest.len() {
-            rest.select_nth_unstable(k - 1);
+        if !sorted {
+            if k < rest.len() {
+                rest.select_nth_unstable(k - 1);
+            }
+            rest[..k].sort_unstable();
         }
-        rest[..k].sort_unstable();
         for &key in &rest[..k] {
             if left == 0 {
                 break;
@@ -275,7 +279,9 @@ fn respond_counts(ch: &Choice, rho: &[f64]) -> (f64, Vec<(usize, f64)>, Vec<(usi
         return (total, taken.clone(), taken);
     }
     // Greedy breaks a count limit: price the total instead.
-    keys.sort_unstable();
+    if !sorted {
+        keys.sort_unstable();
+    }
     let items: Vec<(f64, usize)> = keys.iter().map(|&k| unkey(k)).collect();
     let limit = ch.limit as f64;
     let unit_cap = |cap: u32| u64::from(cap).min(ch.group_cap).min(ch.limit) as f64;

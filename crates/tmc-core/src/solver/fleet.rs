@@ -366,7 +366,8 @@ impl<'a> Fleet<'a> {
                 per_mille(after, cap).into()
             };
         }
-        i64::try_from(div(div(sum, demand.0.len() as u128), 10)).unwrap_or(100)
+        // ⌊⌊sum / len⌋ / 10⌋ = ⌊sum / (10 len)⌋: one division.
+        i64::try_from(div(sum, 10 * demand.0.len() as u128)).unwrap_or(100)
     }
 
     /// A fresh, empty usage.
