@@ -789,6 +789,16 @@ pub(crate) struct Prepared {
     zero: (f64, Vec<f64>),
 }
 
+/// The number of Lagrangian rounds for `relaxed`: about 1e6 pair evaluations in total, between
+/// 1 and 40 rounds. Round 0 is at zero prices, round 1 at the plan's prices (`warm_start`); the
+/// subgradient steps go on from the better of the two. Where one round already takes the budget
+/// (several million pairs), the bound is the zero-price one: a second round could only try the
+/// plan's prices, with no step after it.
+fn rounds(relaxed: &[Relaxed]) -> usize {
+    let pairs: usize = relaxed.iter().flat_map(|w| &w.choices).map(|ch| ch.cands.len()).sum::<usize>().max(1);
+    (1_000_000 / pairs).clamp(1, 40)
+}
+
 /// The plan-independent part of the certificate of `contexts` (in placement order).
 pub(crate) fn prepare(fleet: &Fleet<'_>, filters: &Filters<'_>, contexts: &[WorkloadCtx<'_>]) -> Prepared {
     let values = replica_values(contexts);
@@ -804,9 +814,11 @@ pub(crate) fn prepare(fleet: &Fleet<'_>, filters: &Filters<'_>, contexts: &[Work
     // row, so rows only low-value workloads want and rows high-value ones compete for move alike.
     // At `y[i] = 1` no workload gains from the row any more, so `y <= 1`. Rows without a limit or
     // without free capacity are not priced (no candidate needs them).
+    // Only price steps read them: none is taken where the budget allows one round.
     let mut top = vec![0.0f64; free.len()];
     let mut density: Vec<(usize, f64)> = Vec::new();
-    for w in &relaxed {
+    let stepped = rounds(&relaxed) > 1;
+    for w in relaxed.iter().filter(|_| stepped) {
         let per_replica = w.value / w.unit;
         density.clear();
         density.extend(w.demand.iter().filter(|&&(_, q)| q > 0.0).map(|&(r, q)| (r, per_replica / q)));
@@ -859,13 +871,7 @@ pub(crate) fn certify(
     let mut prices = vec![0.0f64; free.len()];
     let mut best = f64::INFINITY;
     let mut best_y = y.clone();
-    let pairs: usize = relaxed.iter().flat_map(|w| &w.choices).map(|ch| ch.cands.len()).sum::<usize>().max(1);
-    // Bounded work: about 1e6 pair evaluations in total, between 1 and 40 rounds. Round 0 is
-    // at zero prices, round 1 at the plan's prices (`warm_start`); the subgradient steps go on
-    // from the better of the two. Where one round already takes the budget (several million
-    // pairs), the bound is the zero-price one: a second round could only try the plan's
-    // prices, with no step after it.
-    let rounds = (1_000_000 / pairs).clamp(1, 40);
+    let rounds = rounds(&relaxed);
     // The plan's prices, for round 1 (none when there is no round 1).
     let warm = (rounds > 1).then(|| warm_start(fleet, contexts, outcomes, &values, &free, &top));
     // Step scale: halved (restarting from the best prices) after two rounds without progress.
@@ -905,6 +911,9 @@ pub(crate) fn certify(
                 *lambda = y * t;
             }
             continue;
+        }
+        if round + 1 == rounds {
+            break;
         }
         // Projected subgradient step toward the plan's objective (Polyak, scaled by `theta`), in
         // the scaled prices: `∂/∂y[i] = (free[i] − load[i]) · top[i]`.

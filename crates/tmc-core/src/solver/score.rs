@@ -48,37 +48,51 @@ pub(crate) fn score(
     } else {
         (f64::INFINITY, f64::NEG_INFINITY)
     };
-    cands
-        .iter()
-        .map(|&c| {
-            let mut total: i64 = 0;
-            for &(weight, matches) in preferences {
-                if bit(matches, c) {
-                    total += weight;
-                }
+    // One pass per term over every candidate (integer sums, so the order of terms is free).
+    let mut totals = vec![0i64; cands.len()];
+    for &(weight, matches) in preferences {
+        for (total, &c) in totals.iter_mut().zip(cands) {
+            if bit(matches, c) {
+                *total += weight;
             }
-            for p in prioritizers {
-                let value: i64 = match p.name {
-                    PrioritizerName::Balance => 100 - 100 * i64::from(usage.workloads_on[c]) / i64::from(max_on),
-                    PrioritizerName::Steady => {
-                        if previous.binary_search_by_key(&c, |&(x, _)| x).is_ok() {
-                            100
-                        } else {
-                            0
-                        }
-                    }
-                    PrioritizerName::LeastAllocated => fleet.least_allocated(usage, c, demand),
-                    PrioritizerName::MostAllocated => 100 - fleet.least_allocated(usage, c, demand),
-                    PrioritizerName::Cost => match fleet.clusters[c].cost {
-                        None => 0,
-                        Some(_) if max_cost <= min_cost => 100,
-                        // Costs are validated finite and >= 0, so this stays within 0..=100.
-                        Some(x) => (100.0 * (max_cost - x) / (max_cost - min_cost)).round() as i64,
-                    },
-                };
-                total += i64::from(p.weight) * value;
+        }
+    }
+    for p in prioritizers {
+        let weight = i64::from(p.weight);
+        match p.name {
+            PrioritizerName::Balance => {
+                add_each(&mut totals, cands, weight, |c| {
+                    100 - 100 * i64::from(usage.workloads_on[c]) / i64::from(max_on)
+                });
             }
-            total - PREFER_NO_SCHEDULE_PENALTY * i64::from(prefer_no_schedule(c))
-        })
-        .collect()
+            PrioritizerName::Steady => {
+                add_each(&mut totals, cands, weight, |c| {
+                    if previous.binary_search_by_key(&c, |&(x, _)| x).is_ok() { 100 } else { 0 }
+                });
+            }
+            PrioritizerName::LeastAllocated => {
+                add_each(&mut totals, cands, weight, |c| fleet.least_allocated(usage, c, demand))
+            }
+            PrioritizerName::MostAllocated => {
+                add_each(&mut totals, cands, weight, |c| 100 - fleet.least_allocated(usage, c, demand))
+            }
+            PrioritizerName::Cost => add_each(&mut totals, cands, weight, |c| match fleet.clusters[c].cost {
+                None => 0,
+                Some(_) if max_cost <= min_cost => 100,
+                // Costs are validated finite and >= 0, so this stays within 0..=100.
+                Some(x) => (100.0 * (max_cost - x) / (max_cost - min_cost)).round() as i64,
+            }),
+        }
+    }
+    for (total, &c) in totals.iter_mut().zip(cands) {
+        *total -= PREFER_NO_SCHEDULE_PENALTY * i64::from(prefer_no_schedule(c));
+    }
+    totals
+}
+
+/// Adds `weight * value(c)` to the total of each candidate `c`.
+fn add_each(totals: &mut [i64], cands: &[usize], weight: i64, value: impl Fn(usize) -> i64) {
+    for (total, &c) in totals.iter_mut().zip(cands) {
+        *total += weight * value(c);
+    }
 }
