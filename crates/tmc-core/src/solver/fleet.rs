@@ -79,12 +79,16 @@ pub(crate) struct Demand(pub Vec<(usize, u128)>);
 /// per-replica amount and the amount `want` replicas need (`None` beyond 128 bits).
 pub(crate) struct AtMost {
     want: u64,
-    rows: Vec<(usize, u128, Option<u128>)>,
+    /// `(resource, amount, amount of want replicas)`; the last is [`UNLIMITED`] beyond 128 bits,
+    /// which no limited amount reaches.
+    rows: Vec<(usize, u128, u128)>,
 }
 
 impl AtMost {
     pub fn new(demand: &Demand, want: u64) -> Self {
-        AtMost { want, rows: demand.0.iter().map(|&(r, q)| (r, q, q.checked_mul(u128::from(want)))).collect() }
+        let rows =
+            demand.0.iter().map(|&(r, q)| (r, q, q.checked_mul(u128::from(want)).unwrap_or(UNLIMITED))).collect();
+        AtMost { want, rows }
     }
 }
 
@@ -95,6 +99,9 @@ pub(crate) type Counts = Vec<(usize, u64)>;
 #[derive(Clone)]
 pub(crate) struct Usage {
     used: Vec<u128>,
+    /// `free - used` (saturating) per row, [`UNLIMITED`] where the fleet sets no limit: what the
+    /// room checks read, kept in step with `used` so each check loads one amount.
+    left: Vec<u128>,
     /// Workloads of this batch with replicas on each cluster (for `Balance`).
     pub workloads_on: Vec<u32>,
 }
@@ -103,12 +110,6 @@ impl Usage {
     /// The amount used at flat index `i` (`cluster * resources + resource`), scaled.
     pub fn used(&self, i: usize) -> u128 {
         self.used[i]
-    }
-
-    /// A usage from its parts, in a fleet's layout (`used[cluster * resources + resource]`,
-    /// scaled; `workloads_on[cluster]`).
-    pub fn from_parts(used: Vec<u128>, workloads_on: Vec<u32>) -> Self {
-        Usage { used, workloads_on }
     }
 }
 
@@ -296,11 +297,10 @@ impl<'a> Fleet<'a> {
         let base = c * self.nr();
         let mut best = (u64::MAX, None);
         for &(r, q) in &demand.0 {
-            let free = self.free[base + r];
-            if free == UNLIMITED {
+            let avail = usage.left[base + r];
+            if avail == UNLIMITED {
                 continue;
             }
-            let avail = free.saturating_sub(usage.used[base + r]);
             let n = u64::try_from(div(avail, q)).unwrap_or(u64::MAX);
             if n < best.0 {
                 best = (n, Some(r));
@@ -316,13 +316,9 @@ impl<'a> Fleet<'a> {
         let base = c * self.nr();
         let mut best = at.want;
         for &(r, q, need) in &at.rows {
-            let free = self.free[base + r];
-            if free == UNLIMITED {
-                continue;
-            }
-            let avail = free.saturating_sub(usage.used[base + r]);
-            // Room for `want` leaves `best` (at most `want`) as it is.
-            if need.is_some_and(|need| need <= avail) {
+            let avail = usage.left[base + r];
+            // Room for `want` leaves `best` (at most `want`) as it is; so does no limit.
+            if need <= avail {
                 continue;
             }
             best = best.min(u64::try_from(div(avail, q)).unwrap_or(u64::MAX));
@@ -343,8 +339,8 @@ impl<'a> Fleet<'a> {
             .0
             .iter()
             .filter(move |&&(r, q)| {
-                let free = self.free[base + r];
-                free != UNLIMITED && div(free.saturating_sub(usage.used[base + r]), q) < u128::from(need)
+                let avail = usage.left[base + r];
+                avail != UNLIMITED && div(avail, q) < u128::from(need)
             })
             .map(|&(r, _)| r)
     }
@@ -362,7 +358,8 @@ impl<'a> Fleet<'a> {
             sum += if cap == UNLIMITED || cap == 0 {
                 if cap == 0 { 0 } else { 1000 }
             } else {
-                let after = self.free[base + r].saturating_sub(usage.used[base + r]).saturating_sub(q);
+                // A limited capacity means a limited free amount: `left` is `free - used` here.
+                let after = usage.left[base + r].saturating_sub(q);
                 per_mille(after, cap).into()
             };
         }
@@ -372,7 +369,19 @@ impl<'a> Fleet<'a> {
 
     /// A fresh, empty usage.
     pub fn empty_usage(&self) -> Usage {
-        Usage { used: vec![0; self.clusters.len() * self.nr()], workloads_on: vec![0; self.clusters.len()] }
+        Usage { used: vec![0; self.free.len()], left: self.free.clone(), workloads_on: vec![0; self.clusters.len()] }
+    }
+
+    /// A usage from its parts, in this fleet's layout (`used[cluster * resources + resource]`,
+    /// scaled; `workloads_on[cluster]`).
+    pub fn usage_from_parts(&self, used: Vec<u128>, workloads_on: Vec<u32>) -> Usage {
+        let left = self.free.iter().zip(&used).map(|(&free, &used)| Self::left(free, used)).collect();
+        Usage { used, left, workloads_on }
+    }
+
+    /// What is left of `free` after `used` ([`UNLIMITED`] stays unlimited).
+    fn left(free: u128, used: u128) -> u128 {
+        if free == UNLIMITED { UNLIMITED } else { free.saturating_sub(used) }
     }
 
     /// Adds `counts` replicas of `demand` to `usage`.
@@ -380,7 +389,9 @@ impl<'a> Fleet<'a> {
         for &(c, n) in counts {
             let base = c * self.nr();
             for &(r, q) in &demand.0 {
-                usage.used[base + r] = usage.used[base + r].saturating_add(q.saturating_mul(u128::from(n)));
+                let i = base + r;
+                usage.used[i] = usage.used[i].saturating_add(q.saturating_mul(u128::from(n)));
+                usage.left[i] = Self::left(self.free[i], usage.used[i]);
             }
             usage.workloads_on[c] += 1;
         }
@@ -391,7 +402,9 @@ impl<'a> Fleet<'a> {
         for &(c, n) in counts {
             let base = c * self.nr();
             for &(r, q) in &demand.0 {
-                usage.used[base + r] = usage.used[base + r].saturating_sub(q.saturating_mul(u128::from(n)));
+                let i = base + r;
+                usage.used[i] = usage.used[i].saturating_sub(q.saturating_mul(u128::from(n)));
+                usage.left[i] = Self::left(self.free[i], usage.used[i]);
             }
             usage.workloads_on[c] = usage.workloads_on[c].saturating_sub(1);
         }

@@ -37,7 +37,7 @@ use super::{
     extend,
     filter::Filters,
     finish,
-    fleet::{ClusterTable, Fleet, Usage},
+    fleet::{ClusterTable, Fleet},
     place::{Kept, Outcome, WorkloadCtx},
 };
 use crate::{
@@ -499,7 +499,7 @@ impl Placer {
             changed_keep = Some((i, k));
         }
         let values: Vec<f64> = contexts.iter().map(|wc| self.value(wc.w.priority)).collect();
-        let base = Usage::from_parts(used, on);
+        let base = fleet.usage_from_parts(used, on);
         let placed = super::place_all(&contexts, &fleet, &filters, base, &values, false, changed_keep);
         if placed.would_preempt {
             return false;
@@ -586,7 +586,7 @@ impl Placer {
                 on[c] += 1;
             }
         }
-        Some(wc.keep(fleet, filters, &Usage::from_parts(used, on)))
+        Some(wc.keep(fleet, filters, &fleet.usage_from_parts(used, on)))
     }
 
     /// The placement of `w` (the workload `key`) and the most replicas it can hold, or `None`
@@ -610,7 +610,7 @@ impl Placer {
             }
             on[c] = on[c].saturating_sub(1);
         }
-        let others = Usage::from_parts(used, on);
+        let others = fleet.usage_from_parts(used, on);
 
         let kept = self.keep(&fleet, &filters, &wc, key)?;
         // Later workloads keep everything in a re-plan only if `w` keeps no more than it had.
