@@ -3,7 +3,11 @@
 //! Parsing (serde) rejects unknown fields, wrong types, negative or fractional replicas and
 //! malformed quantities; this module checks what types cannot express, and reports all of it.
 
-use std::{collections::BTreeMap, fmt};
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt,
+    hash::{BuildHasherDefault, DefaultHasher},
+};
 
 use crate::{
     ClusterAffinity, LabelSelector, PlacementInput, ReplicaSchedulingType, SelectorOperator, Toleration,
@@ -87,13 +91,23 @@ pub fn validate(input: &PlacementInput) -> Result<(), ValidationErrors> {
         }
     }
 
-    let mut keys: BTreeMap<WorkloadKey, usize> = BTreeMap::new();
-    for (i, w) in input.workloads.iter().enumerate() {
-        let p = format!("workloads[{i}]");
-        check_workload(&mut r, &p, w);
-        if let Some(first) = keys.insert(w.key(), i) {
-            r.err(format!("{p}.name"), format!("duplicate workload {} (first at workloads[{first}])", w.key()));
+    // Each workload is checked on its own (in parallel where available); its problems are
+    // reported in input order, before its duplicate-key check.
+    let own = crate::solver::par_map(input.workloads.iter().enumerate().collect(), |(i, w)| {
+        let mut r = Report::default();
+        check_workload(&mut r, &format!("workloads[{i}]"), w);
+        (w.key(), r.0)
+    });
+    // Only looked up, never iterated: a fixed-key hash map is enough (and faster on 100k keys).
+    let mut keys: HashMap<WorkloadKey, usize, BuildHasherDefault<DefaultHasher>> =
+        HashMap::with_capacity_and_hasher(input.workloads.len(), BuildHasherDefault::default());
+    for (i, (key, problems)) in own.into_iter().enumerate() {
+        r.0.extend(problems);
+        let message = |first: usize| format!("duplicate workload {key} (first at workloads[{first}])");
+        if let Some(first) = keys.get(&key).copied() {
+            r.err(format!("workloads[{i}].name"), message(first));
         }
+        keys.insert(key, i);
     }
 
     let mut prev_seen = BTreeMap::new();

@@ -557,8 +557,8 @@ fn relax(fleet: &Fleet<'_>, filters: &Filters<'_>, empty: &Usage, wc: &WorkloadC
             let mask = filters.mask(wc.filters[t]);
             let mut cands: Vec<(u32, u32, u32)> = Vec::with_capacity(mask.count());
             let at_most = AtMost::new(&wc.demand, r.max(need));
-            for c in mask.admitted() {
-                let keep = wc.keep_cap(mask, c);
+            for (c, open) in mask.admitted_open() {
+                let keep = wc.keep_cap(c, open);
                 if keep == 0 {
                     continue;
                 }

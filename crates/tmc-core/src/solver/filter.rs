@@ -210,6 +210,20 @@ impl Mask {
         })
     }
 
+    /// Clusters that are `Open` or `KeepOnly`, in index order, each with whether it is `Open`.
+    pub fn admitted_open(&self) -> impl Iterator<Item = (usize, bool)> + '_ {
+        self.open.iter().zip(&self.keep).enumerate().flat_map(|(i, (&o, &k))| {
+            let mut bits = o | k;
+            std::iter::from_fn(move || {
+                (bits != 0).then(|| {
+                    let b = bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    (i * 64 + b, o & (1 << b) != 0)
+                })
+            })
+        })
+    }
+
     /// The number of clusters that are `Open` or `KeepOnly`.
     pub fn count(&self) -> usize {
         self.open.iter().zip(&self.keep).map(|(o, k)| (o | k).count_ones() as usize).sum()

@@ -3,7 +3,7 @@
 
 use super::{
     divide,
-    filter::{Admission, Filters, Mask},
+    filter::{Admission, Filters},
     fleet::{AtMost, Counts, Demand, Fleet, Usage},
     score,
     selectors::bit,
@@ -232,13 +232,10 @@ impl<'a> WorkloadCtx<'a> {
         }
     }
 
-    /// How many replicas cluster `c` may hold under `mask`: any number where it is open, at most
-    /// the previous ones where it only keeps (0 where closed or nothing ran there).
-    pub fn keep_cap(&self, mask: &Mask, c: usize) -> u64 {
-        match mask.admission(c) {
-            Admission::Open => u64::MAX,
-            _ => count_of(&self.previous, c),
-        }
+    /// How many replicas admitted cluster `c` may hold: any number where it is `Open`, at most the
+    /// previous ones where it only keeps (0 where nothing ran there).
+    pub fn keep_cap(&self, c: usize, open: bool) -> u64 {
+        if open { u64::MAX } else { count_of(&self.previous, c) }
     }
 
     /// Whether the workload, holding `counts`, could place more on cluster `c` were there room:
@@ -458,8 +455,8 @@ impl<'a> WorkloadCtx<'a> {
         let mut raw = vec![0u64; n_clusters];
         let mut weight = if self.uses_static_weights() { vec![0u64; n_clusters] } else { Vec::new() };
         let at_most = AtMost::new(&self.demand, fit_limit);
-        for c in mask.admitted() {
-            let keep_cap = self.keep_cap(mask, c);
+        for (c, open) in mask.admitted_open() {
+            let keep_cap = self.keep_cap(c, open);
             if keep_cap == 0 {
                 continue;
             }
