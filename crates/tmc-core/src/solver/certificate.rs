@@ -859,31 +859,31 @@ fn lagrangian(relaxed: &[Relaxed], y: &[f64], top: &[f64], free: &[f64], prices:
 /// The certificate of `outcomes` (in placement order), from what [`prepare`] computed for the
 /// same contexts.
 pub(crate) fn certify(
-    prepared: Prepared,
+    prepared: &Prepared,
     fleet: &Fleet<'_>,
     contexts: &[WorkloadCtx<'_>],
     outcomes: &[Outcome],
 ) -> Certificate {
     let Prepared { values, relaxed, free, top, zero } = prepared;
     let nr = fleet.resources.len();
-    let objective: f64 = outcomes.iter().zip(&values).map(|(o, v)| o.placed() as f64 * v).sum();
+    let objective: f64 = outcomes.iter().zip(values).map(|(o, v)| o.placed() as f64 * v).sum();
     let mut y = vec![0.0f64; free.len()];
     let mut prices = vec![0.0f64; free.len()];
     let mut best = f64::INFINITY;
     let mut best_y = y.clone();
-    let rounds = rounds(&relaxed);
+    let rounds = rounds(relaxed);
     // The plan's prices, for round 1 (none when there is no round 1).
-    let warm = (rounds > 1).then(|| warm_start(fleet, contexts, outcomes, &values, &free, &top));
+    let warm = (rounds > 1).then(|| warm_start(fleet, contexts, outcomes, values, free, top));
     // Step scale: halved (restarting from the best prices) after two rounds without progress.
     let mut theta = 1.0;
     let mut stale = 0;
     let (zero_value, zero_load) = zero;
-    let mut zero = Some((zero_value, zero_load.clone()));
+    let mut zero = Some((*zero_value, zero_load.clone()));
     for round in 0..rounds {
         // Round 0 (zero prices) was computed by `prepare`.
         let (mut value, mut load) = match zero.take() {
             Some(at_zero) => at_zero,
-            None => lagrangian(&relaxed, &y, &top, &free, &prices, nr),
+            None => lagrangian(relaxed, &y, top, free, &prices, nr),
         };
         if value < best {
             best = value;
@@ -892,7 +892,7 @@ pub(crate) fn certify(
         } else if round == 1 {
             // The plan's prices did not help: step from zero prices instead.
             y.copy_from_slice(&best_y);
-            load.copy_from_slice(&zero_load);
+            load.copy_from_slice(zero_load);
             value = best;
         } else {
             stale += 1;
@@ -907,7 +907,7 @@ pub(crate) fn certify(
             && let Some(warm) = &warm
         {
             y.copy_from_slice(warm);
-            for ((lambda, &y), &t) in prices.iter_mut().zip(&y).zip(&top) {
+            for ((lambda, &y), &t) in prices.iter_mut().zip(&y).zip(top) {
                 *lambda = y * t;
             }
             continue;
@@ -918,13 +918,13 @@ pub(crate) fn certify(
         // Projected subgradient step toward the plan's objective (Polyak, scaled by `theta`), in
         // the scaled prices: `∂/∂y[i] = (free[i] − load[i]) · top[i]`.
         let grad: Vec<f64> =
-            top.iter().zip(&free).zip(&load).map(|((&t, &f), &l)| if t > 0.0 { (f - l) * t } else { 0.0 }).collect();
+            top.iter().zip(free).zip(&load).map(|((&t, &f), &l)| if t > 0.0 { (f - l) * t } else { 0.0 }).collect();
         let sq: f64 = grad.iter().zip(&y).filter(|(g, y)| **g < 0.0 || **y > 0.0).map(|(g, _)| g * g).sum();
         if sq <= 0.0 || best <= objective || theta < 1e-3 {
             break;
         }
         let step = theta * (value - objective).max(value * 1e-3) / sq;
-        for ((y, g), (lambda, &t)) in y.iter_mut().zip(&grad).zip(prices.iter_mut().zip(&top)) {
+        for ((y, g), (lambda, &t)) in y.iter_mut().zip(&grad).zip(prices.iter_mut().zip(top)) {
             *y = (*y - step * g).clamp(0.0, 1.0);
             *lambda = *y * t;
         }

@@ -108,7 +108,7 @@ fn solve_explained(input: &PlacementInput, detail: Option<&WorkloadKey>) -> (Pla
         || place_all(&contexts, &fleet, &filters, fleet.empty_usage(), &values, true, None),
         || certificate::prepare(&fleet, &filters, &contexts),
     );
-    let certificate = certificate::certify(prepared, &fleet, &contexts, &outcomes);
+    let certificate = certificate::certify(&prepared, &fleet, &contexts, &outcomes);
     let detail = detail.and_then(|key| {
         let i = contexts.iter().position(|wc| wc.w.key() == *key)?;
         let o = &outcomes[i];
@@ -118,13 +118,8 @@ fn solve_explained(input: &PlacementInput, detail: Option<&WorkloadKey>) -> (Pla
     // Explanations are independent per workload; build them in parallel where available.
     let finish = |(wc, o): (&WorkloadCtx<'_>, Outcome)| finish(wc, &fleet, &filters, o);
     let pairs = contexts.iter().zip(outcomes);
-    #[cfg(feature = "parallel")]
-    let mut placements: Vec<Placement> = {
-        use rayon::prelude::*;
-        pairs.collect::<Vec<_>>().into_par_iter().map(finish).collect()
-    };
-    #[cfg(not(feature = "parallel"))]
-    let mut placements: Vec<Placement> = pairs.map(finish).collect();
+    // The certificate's relaxed choice sets (millions of candidates at scale) are freed beside.
+    let ((), mut placements) = join(|| drop(prepared), || par_map(pairs.collect(), finish));
     placements.sort_by(|a, b| a.workload.cmp(&b.workload));
     let plan = Plan { placements, objective: certificate.objective, bound: certificate.bound, gap: certificate.gap };
     (plan, detail)
