@@ -406,7 +406,8 @@ impl<'a> WorkloadCtx<'a> {
     pub fn place_fresh(&self, fleet: &Fleet<'_>, filters: &Filters<'_>, usage: &Usage) -> Outcome {
         let mut best: Option<Outcome> = None;
         for term in 0..self.terms.len() {
-            let o = self.attempt(fleet, filters, usage, term, &[]);
+            // Only the group kept is explained (below), under the same usage.
+            let o = self.attempt_unexplained(fleet, filters, usage, term, &[]);
             if o.complete {
                 return o;
             }
@@ -416,6 +417,9 @@ impl<'a> WorkloadCtx<'a> {
         }
         let mut best = best.unwrap_or_default();
         best.fell_back = self.terms.len() > 1;
+        if !self.terms.is_empty() {
+            self.explain(fleet, filters, usage, &[], &mut best);
+        }
         best
     }
 
@@ -498,6 +502,35 @@ impl<'a> WorkloadCtx<'a> {
     /// Places the workload under affinity group `term`, keeping at least `floor` replicas on the
     /// clusters it names (a kept previous decision, not counted in `usage`).
     pub fn attempt(
+        &self,
+        fleet: &Fleet<'_>,
+        filters: &Filters<'_>,
+        usage: &Usage,
+        term: usize,
+        floor: &[(usize, u64)],
+    ) -> Outcome {
+        let mut o = self.attempt_unexplained(fleet, filters, usage, term, floor);
+        self.explain(fleet, filters, usage, floor, &mut o);
+        o
+    }
+
+    /// Adds the no-room reasons to `o`, an outcome of [`WorkloadCtx::attempt_unexplained`] under
+    /// the same `usage` and `floor`, when it is incomplete (only those are explained).
+    fn explain(
+        &self,
+        fleet: &Fleet<'_>,
+        filters: &Filters<'_>,
+        usage: &Usage,
+        floor: &[(usize, u64)],
+        o: &mut Outcome,
+    ) {
+        if !o.complete {
+            o.no_room = self.survey(fleet, filters, usage, o.term, floor, true).no_room;
+        }
+    }
+
+    /// [`WorkloadCtx::attempt`] without the no-room reasons.
+    fn attempt_unexplained(
         &self,
         fleet: &Fleet<'_>,
         filters: &Filters<'_>,
@@ -638,13 +671,7 @@ impl<'a> WorkloadCtx<'a> {
             notes.extend(self.exhaustion(fleet, usage, &counts, max_per));
         }
         cands.sort_unstable();
-        // Only an incomplete outcome is explained; `usage` is still what the survey saw.
-        let no_room = if complete {
-            NoRoomList::default()
-        } else {
-            self.survey(fleet, filters, usage, term, floor, true).no_room
-        };
-        Outcome { term, counts, complete, no_room, candidates: cands, notes, ..Outcome::default() }
+        Outcome { term, counts, complete, candidates: cands, notes, ..Outcome::default() }
     }
 
     /// Moves replicas from the largest to the smallest group of a skew-violating constraint;
