@@ -327,7 +327,8 @@ impl<'a> Parts<'a> {
         self.names.binary_search(&name).ok()
     }
 
-    fn new(clusters: &[&'a Cluster]) -> Self {
+    /// Empty parts over `clusters`, sized for about `filters` distinct filters.
+    fn new(clusters: &[&'a Cluster], filters: usize) -> Self {
         debug_assert!(clusters.windows(2).all(|w| w[0].name <= w[1].name), "clusters must be sorted by name");
         let words = clusters.len().div_ceil(64);
         let mut by_profile: BTreeMap<(&[crate::Taint], bool, Option<i64>), usize> = BTreeMap::new();
@@ -353,7 +354,8 @@ impl<'a> Parts<'a> {
         Parts {
             words,
             affinity: Vec::new(),
-            affinity_ids: Map::default(),
+            // Growing would hash every deep key again.
+            affinity_ids: Map::with_capacity_and_hasher(filters, Default::default()),
             sets: Vec::new(),
             api_ids: BTreeMap::new(),
             capability_ids: BTreeMap::new(),
@@ -583,6 +585,63 @@ impl<'a> Parts<'a> {
         None
     }
 
+    /// Counts the first reason ([`Parts::first_reason`]) of every cluster in `rest`: word by
+    /// word where the parts are cluster sets, cluster by cluster for taints and cordons.
+    /// `count(code, n)` hears each code found with its number of clusters (a code may be heard
+    /// more than once); clusters without a reason are not counted.
+    fn first_reason_counts(&self, parts: &Resolved, mut rest: Bits, mut count: impl FnMut(ReasonCode, u32)) {
+        // Takes the clusters of `rest` in `hit` (per word) and counts them under `code`.
+        let mut take = |rest: &mut Bits, hit: &dyn Fn(usize) -> u64, code: ReasonCode| {
+            let mut n = 0;
+            for (w, word) in rest.iter_mut().enumerate() {
+                let x = *word & hit(w);
+                n += x.count_ones();
+                *word &= !x;
+            }
+            if n > 0 {
+                count(code, n);
+            }
+        };
+        let a = &self.affinity[parts.affinity];
+        // The order of `AffinityPart::mismatch`, on clusters the group does not admit.
+        if let Some(b) = &a.excluded {
+            take(&mut rest, &|w| !a.ok[w] & b[w], ReasonCode::Affinity(AffinityMismatch::Excluded));
+        }
+        for (b, part) in [
+            (&a.listed, AffinityMismatch::NotInClusterNames),
+            (&a.labels, AffinityMismatch::Labels),
+            (&a.location, AffinityMismatch::Location),
+        ] {
+            if let Some(b) = b {
+                take(&mut rest, &|w| !a.ok[w] & !b[w], ReasonCode::Affinity(part));
+            }
+        }
+        let position = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);
+        for (i, &set) in parts.apis.iter().enumerate() {
+            take(&mut rest, &|w| !self.sets[set][w], ReasonCode::Api(position(i)));
+        }
+        for (i, &set) in parts.capabilities.iter().enumerate() {
+            take(&mut rest, &|w| !self.sets[set][w], ReasonCode::Capability(position(i)));
+        }
+        for (i, &set) in parts.spread_keys.iter().enumerate() {
+            take(&mut rest, &|w| !self.sets[set][w], ReasonCode::TopologyKey(position(i)));
+        }
+        let outcomes = &self.tolerations[parts.tolerations].outcomes;
+        for (w, &word) in rest.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                let c = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let profile = self.profile_of[c];
+                if !outcomes[profile].reasons.is_empty() {
+                    count(ReasonCode::Taint(position(profile)), 1);
+                } else if bit(&self.cordoned, c) {
+                    count(ReasonCode::Cordoned, 1);
+                }
+            }
+        }
+    }
+
     /// The reason a [`ReasonCode`] of `key` stands for.
     fn reason_of(&self, key: &FilterKey<'a>, parts: &Resolved, code: ReasonCode) -> Reason {
         let at = |i: u32| i as usize;
@@ -684,9 +743,11 @@ impl<'a> Filters<'a> {
         // The scoring sets need nothing the filters compute: they are found on the other core.
         let ((index, keys, parts), sets) = super::join(
             || {
-                let mut index: Map<FilterKey<'a>, usize> = Map::default();
+                // One filter per workload is typical; growing would hash every deep key again.
+                let mut index: Map<FilterKey<'a>, usize> =
+                    Map::with_capacity_and_hasher(workloads.len(), Default::default());
                 let mut keys = Vec::new();
-                let mut parts = Parts::new(clusters);
+                let mut parts = Parts::new(clusters, workloads.len());
                 for w in workloads {
                     for term in affinity_terms(w) {
                         let key = FilterKey::of(w, term);
@@ -756,6 +817,16 @@ impl Filters<'_> {
     /// The first reason cluster `c` fails filter `i`, as a code for [`Filters::reason_of`].
     pub fn first_reason(&self, i: usize, c: usize) -> Option<ReasonCode> {
         self.parts.first_reason(&self.keys[i].1, c)
+    }
+
+    /// [`Parts::first_reason_counts`] of filter `i` over the clusters in `clusters`.
+    pub fn first_reason_counts(&self, i: usize, clusters: Bits, count: impl FnMut(ReasonCode, u32)) {
+        self.parts.first_reason_counts(&self.keys[i].1, clusters, count);
+    }
+
+    /// Every cluster of the fleet the filters were compiled for, as a set.
+    pub fn all_clusters(&self) -> Bits {
+        self.parts.selectors.all()
     }
 
     /// The reason `code` (from [`Filters::first_reason`] of filter `i`) stands for.

@@ -118,8 +118,10 @@ fn solve_explained(input: &PlacementInput, detail: Option<&WorkloadKey>) -> (Pla
     // Explanations are independent per workload; build them in parallel where available.
     let finish = |(wc, o): (&WorkloadCtx<'_>, Outcome)| finish(wc, &fleet, &filters, o);
     let pairs = contexts.iter().zip(outcomes);
-    // The certificate's relaxed choice sets (millions of candidates at scale) are freed beside.
-    let ((), mut placements) = join(|| drop(prepared), || par_map(pairs.collect(), finish));
+    // Freed first: freeing it beside the explanations, which allocate, contends for the
+    // allocator (up to 50 ms at 10k x 1k).
+    drop(prepared);
+    let mut placements: Vec<Placement> = par_map(pairs.collect(), finish);
     placements.sort_by(|a, b| a.workload.cmp(&b.workload));
     let plan = Plan { placements, objective: certificate.objective, bound: certificate.bound, gap: certificate.gap };
     (plan, detail)
@@ -488,12 +490,16 @@ struct Tally {
 
 impl Tally {
     fn add(&mut self, what: Counted) {
+        self.add_n(what, 1);
+    }
+
+    fn add_n(&mut self, what: Counted, n: u32) {
         if let Some(e) = self.few.iter_mut().find(|e| e.0 == what) {
-            e.1 += 1;
+            e.1 += n;
         } else if self.few.len() < 16 {
-            self.few.push((what, 1));
+            self.few.push((what, n));
         } else {
-            *self.many.entry(what).or_insert(0) += 1;
+            *self.many.entry(what).or_insert(0) += n;
         }
     }
 }
@@ -503,16 +509,63 @@ impl Tally {
 /// become [`Reason`]s.
 fn reason_counts(wc: &WorkloadCtx<'_>, fleet: &Fleet<'_>, filters: &Filters<'_>, o: &Outcome) -> Vec<ReasonCount> {
     let filter = wc.filters[o.term];
+    let mask = filters.mask(filter);
     let mut tally = Tally::default();
-    for_each_unused(wc, filters, o, fleet.clusters.len(), |c, unused| match unused {
-        Unused::NotSelected => tally.add(Counted::NotSelected),
-        Unused::ZeroWeight => tally.add(Counted::ZeroWeight),
-        Unused::Unexplained => {}
-        Unused::Rejected(no_room) => match filters.first_reason(filter, c) {
-            Some(code) => tally.add(Counted::Filter(code)),
-            None => o.no_room.short(no_room).iter().for_each(|&r| tally.add(Counted::Insufficient(r))),
-        },
-    });
+    // The clusters the filter does not admit for this workload (closed, or keep-only without
+    // its replicas) are neither candidates nor listed without room: each counts under its first
+    // reason, found word by word. The admitted ones go cluster by cluster, as
+    // `for_each_unused` sees them.
+    let mut not_admitted = filters.all_clusters();
+    let mut no_room = o.no_room.iter().peekable();
+    for (c, open) in mask.admitted_open() {
+        if !open && count_of(&wc.previous, c) == 0 {
+            continue;
+        }
+        not_admitted[c / 64] &= !(1 << (c % 64));
+        while no_room.next_if(|&(x, _)| x < c).is_some() {}
+        let why = no_room.next_if(|&(x, _)| x == c).map(|(_, why)| why);
+        if count_of(&o.counts, c) > 0 {
+            continue;
+        }
+        if o.candidates.binary_search(&c).is_ok() {
+            tally.add(Counted::NotSelected);
+            continue;
+        }
+        match why {
+            Some(NoRoom::ZeroWeight) => tally.add(Counted::ZeroWeight),
+            None => {}
+            Some(_) => match filters.first_reason(filter, c) {
+                Some(code) => tally.add(Counted::Filter(code)),
+                None => o.no_room.short(why).iter().for_each(|&r| tally.add(Counted::Insufficient(r))),
+            },
+        }
+    }
+    // A cluster holding replicas is never counted, admitted or not.
+    for &(c, _) in &o.counts {
+        not_admitted[c / 64] &= !(1 << (c % 64));
+    }
+    filters.first_reason_counts(filter, not_admitted, |code, n| tally.add_n(Counted::Filter(code), n));
+    let counts = summarize(fleet, filters, filter, tally);
+    #[cfg(debug_assertions)]
+    {
+        // The same counts, cluster by cluster.
+        let mut by_cluster = Tally::default();
+        for_each_unused(wc, filters, o, fleet.clusters.len(), |c, unused| match unused {
+            Unused::NotSelected => by_cluster.add(Counted::NotSelected),
+            Unused::ZeroWeight => by_cluster.add(Counted::ZeroWeight),
+            Unused::Unexplained => {}
+            Unused::Rejected(no_room) => match filters.first_reason(filter, c) {
+                Some(code) => by_cluster.add(Counted::Filter(code)),
+                None => o.no_room.short(no_room).iter().for_each(|&r| by_cluster.add(Counted::Insufficient(r))),
+            },
+        });
+        debug_assert_eq!(counts, summarize(fleet, filters, filter, by_cluster), "{}", wc.w.key());
+    }
+    counts
+}
+
+/// The [`ReasonCount`]s of a tally of filter `filter`'s outcome, most clusters first.
+fn summarize(fleet: &Fleet<'_>, filters: &Filters<'_>, filter: usize, tally: Tally) -> Vec<ReasonCount> {
     // Different codes can stand for the same reason (one taint in several taint profiles).
     let mut counts: BTreeMap<Reason, u32> = BTreeMap::new();
     for (what, n) in tally.few.into_iter().chain(tally.many) {
