@@ -682,7 +682,8 @@ impl<'a> ScoringSets<'a> {
     /// The sets of every preference and weight entry of `workloads` over `clusters` (sorted by
     /// name), with selector caches of their own.
     fn compile(workloads: &[&'a Workload], clusters: &[&'a Cluster]) -> Self {
-        let mut selectors = Selectors::new(clusters);
+        // Built on first use: a batch without preferences or weights needs none.
+        let mut selectors: Option<Selectors<'a>> = None;
         let words = clusters.len().div_ceil(64);
         let index_of = |name: &str| clusters.binary_search_by(|c| c.name.as_str().cmp(name)).ok();
         let mut preferences = Vec::new();
@@ -690,6 +691,7 @@ impl<'a> ScoringSets<'a> {
         for p in workloads.iter().flat_map(|w| &w.preferences) {
             let key = (p.label_selector.as_ref(), p.location_selector.as_ref());
             preference_ids.entry(key).or_insert_with(|| {
+                let selectors = selectors.get_or_insert_with(|| Selectors::new(clusters));
                 let mut bits = match key.0 {
                     Some(s) => selectors.label_selector(s),
                     None => selectors.all(),
@@ -713,7 +715,7 @@ impl<'a> ScoringSets<'a> {
             let key: WeightKey<'a> = (&e.cluster_names, e.label_selector.as_ref());
             weight_entry_ids.entry(key).or_insert_with(|| {
                 let mut bits = match key.1 {
-                    Some(s) => selectors.label_selector(s),
+                    Some(s) => selectors.get_or_insert_with(|| Selectors::new(clusters)).label_selector(s),
                     None => vec![0; words],
                 };
                 for name in key.0 {
@@ -738,30 +740,35 @@ impl<'a> ScoringSets<'a> {
 type WeightKey<'a> = (&'a [String], Option<&'a LabelSelector>);
 
 impl<'a> Filters<'a> {
+    /// Batches from this many workloads compile their filters and scoring sets in parallel.
+    const PARALLEL_FROM: usize = 64;
+
     /// Compiles every filter of every affinity group of `workloads`.
     pub fn compile(workloads: &[&'a Workload], clusters: &[&'a Cluster], now: Option<i64>) -> Self {
-        // The scoring sets need nothing the filters compute: they are found on the other core.
-        let ((index, keys, parts), sets) = super::join(
-            || {
-                // One filter per workload is typical; growing would hash every deep key again.
-                let mut index: Map<FilterKey<'a>, usize> =
-                    Map::with_capacity_and_hasher(workloads.len(), Default::default());
-                let mut keys = Vec::new();
-                let mut parts = Parts::new(clusters, workloads.len());
-                for w in workloads {
-                    for term in affinity_terms(w) {
-                        let key = FilterKey::of(w, term);
-                        if !index.contains_key(&key) {
-                            let resolved = parts.resolve(&key, clusters, now);
-                            index.insert(key.clone(), keys.len());
-                            keys.push((key, resolved));
-                        }
+        let filters = || {
+            // One filter per workload is typical; growing would hash every deep key again.
+            let mut index: Map<FilterKey<'a>, usize> =
+                Map::with_capacity_and_hasher(workloads.len(), Default::default());
+            let mut keys = Vec::new();
+            let mut parts = Parts::new(clusters, workloads.len());
+            for w in workloads {
+                for term in affinity_terms(w) {
+                    let key = FilterKey::of(w, term);
+                    if !index.contains_key(&key) {
+                        let resolved = parts.resolve(&key, clusters, now);
+                        index.insert(key.clone(), keys.len());
+                        keys.push((key, resolved));
                     }
                 }
-                (index, keys, parts)
-            },
-            || ScoringSets::compile(workloads, clusters),
-        );
+            }
+            (index, keys, parts)
+        };
+        let sets = || ScoringSets::compile(workloads, clusters);
+        // The scoring sets need nothing the filters compute: in a large batch they are found on
+        // the other core; for a few workloads (the incremental placer) handing them over would
+        // cost more than it saves.
+        let ((index, keys, parts), sets) =
+            if workloads.len() >= Self::PARALLEL_FROM { super::join(filters, sets) } else { (filters(), sets()) };
         let masks: Vec<Mask> = super::par_map(keys.iter().collect(), |(_, r)| parts.mask(r));
         #[cfg(debug_assertions)]
         for ((key, resolved), mask) in keys.iter().zip(&masks) {

@@ -44,6 +44,11 @@ pub(crate) fn par_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync
     #[cfg(feature = "parallel")]
     {
         use rayon::prelude::*;
+        // One item gains nothing from the pool, and handing it over from a thread outside the
+        // pool costs microseconds (the incremental placer compiles one workload at a time).
+        if items.len() <= 1 {
+            return items.into_iter().map(f).collect();
+        }
         items.into_par_iter().map(f).collect()
     }
     #[cfg(not(feature = "parallel"))]
