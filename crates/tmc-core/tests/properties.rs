@@ -689,6 +689,7 @@ proptest! {
 // ---------- exact mode ----------
 
 /// Small instances the MILP solves in milliseconds.
+#[cfg(feature = "exact")]
 fn small_input() -> impl Strategy<Value = PlacementInput> {
     input_sized(6, 6)
 }
@@ -698,6 +699,7 @@ proptest! {
 
     /// The exact plan obeys every hard constraint, is optimal (so at least the fast plan's
     /// objective and at most the fast plan's bound) and deterministic.
+    #[cfg(feature = "exact")]
     #[test]
     fn exact_plans_are_feasible_and_optimal(input in small_input()) {
         prop_assume!(valid(&input));
@@ -721,6 +723,7 @@ proptest! {
     /// Under contention (replicas scaled up so capacity binds) the fast plan's bound, which uses
     /// each workload's own limits (one affinity group, caps, `numberOfClusters`, spread groups,
     /// skew and minGroups, Duplicated copies), still covers the exact optimum.
+    #[cfg(feature = "exact")]
     #[test]
     fn the_bound_covers_the_optimum_under_contention(input in small_input(), scale in 2u32..5) {
         let mut input = input;
@@ -890,6 +893,7 @@ proptest! {
 /// lower-priority ones (the objective weighs priorities linearly, the fast solver never trades
 /// down), an Aggregated workload that would have to split, a spread that fell back to a smaller
 /// placement. This test keeps the measured level from regressing.
+#[cfg(feature = "exact")]
 #[test]
 fn the_fast_solver_stays_close_to_the_exact_optimum() {
     use proptest::{strategy::ValueTree, test_runner::TestRunner};

@@ -108,6 +108,7 @@ pub(crate) struct Usage {
 
 impl Usage {
     /// The amount used at flat index `i` (`cluster * resources + resource`), scaled.
+    #[cfg(feature = "exact")]
     pub fn used(&self, i: usize) -> u128 {
         self.used[i]
     }
