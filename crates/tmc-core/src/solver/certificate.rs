@@ -545,10 +545,10 @@ fn force_bound(ch: &Choice, f: &Force, rho: &[f64]) -> Option<(f64, Vec<(usize, 
 fn relax(fleet: &Fleet<'_>, filters: &Filters<'_>, empty: &Usage, wc: &WorkloadCtx<'_>, value: f64) -> Relaxed {
     let r = wc.replicas();
     let divided = wc.divided();
-    let max_per = wc.w.replica_scheduling.max_replicas_per_cluster.map_or(u64::MAX, u64::from);
+    let max_per = wc.max_per();
     let demand = wc.demand.0.iter().map(|&(res, q)| (res, q as f64)).collect();
     let unit = if divided { 1.0 } else { r as f64 };
-    let min_per = u64::from(wc.w.replica_scheduling.min_replicas_per_cluster.unwrap_or(0));
+    let min_per = wc.min_per();
     let need = if divided { min_per.max(1) } else { r.max(1) };
     let weighted = wc.uses_static_weights();
     let choices = (0..wc.terms.len())
@@ -708,8 +708,7 @@ fn choice(fleet: &Fleet<'_>, wc: &WorkloadCtx<'_>, mut cands: Vec<(u32, u32, u32
         return unlimited;
     }
     // A used cluster holds at least minReplicasPerCluster replicas (one copy for Duplicated).
-    let need =
-        if divided { u64::from(wc.w.replica_scheduling.min_replicas_per_cluster.unwrap_or(0)).max(1) } else { 1 };
+    let need = if divided { wc.min_per().max(1) } else { 1 };
     let forces =
         wc.w.spread_constraints
             .iter()

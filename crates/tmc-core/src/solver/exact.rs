@@ -212,9 +212,8 @@ impl Model {
         for (wc, &value) in contexts.iter().zip(&values) {
             let r = wc.replicas();
             let divided = wc.divided();
-            let rs = &wc.w.replica_scheduling;
-            let min_per = u64::from(rs.min_replicas_per_cluster.unwrap_or(0));
-            let max_per = rs.max_replicas_per_cluster.map_or(u64::MAX, u64::from);
+            let min_per = wc.min_per();
+            let max_per = wc.max_per();
             // Room per affinity group on the empty fleet: `cap[t][c]`.
             let surveys: Vec<Survey> =
                 (0..wc.terms.len()).map(|t| wc.survey(fleet, filters, &empty, t, &[], false)).collect();

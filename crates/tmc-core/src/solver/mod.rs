@@ -324,7 +324,7 @@ fn preempt(
     for c in mask.admitted().filter(|&c| mask.admission(c) == Admission::Open) {
         let before_fit = fleet.fit(usage, c, &wc.demand).0;
         // Room beyond maxReplicasPerCluster would not be used.
-        let max_per = wc.w.replica_scheduling.max_replicas_per_cluster.map_or(u64::MAX, u64::from);
+        let max_per = wc.max_per();
         let want = if wc.divided() { before_fit.saturating_add(deficit).min(max_per) } else { r };
         if before_fit >= want {
             continue;
@@ -382,7 +382,7 @@ fn preempt(
             let Some(k) = kept[j].as_mut() else { continue };
             let have = count_of(&k.counts, plan.cluster);
             // Never leave a victim below its minimum on a cluster: take the rest as well.
-            let min_per = u64::from(vc.w.replica_scheduling.min_replicas_per_cluster.unwrap_or(0));
+            let min_per = vc.min_per();
             let n = if vc.divided() && have - n.min(have) >= min_per { n.min(have) } else { have };
             fleet.remove(usage, &k.counts, &vc.demand);
             place_set(&mut k.counts, plan.cluster, have - n);

@@ -249,6 +249,16 @@ impl<'a> WorkloadCtx<'a> {
         }
     }
 
+    /// `replicaScheduling.minReplicasPerCluster` (0 when unset).
+    pub fn min_per(&self) -> u64 {
+        u64::from(self.w.replica_scheduling.min_replicas_per_cluster.unwrap_or(0))
+    }
+
+    /// `replicaScheduling.maxReplicasPerCluster` (`u64::MAX` when unset).
+    pub fn max_per(&self) -> u64 {
+        self.w.replica_scheduling.max_replicas_per_cluster.map_or(u64::MAX, u64::from)
+    }
+
     pub fn replicas(&self) -> u64 {
         u64::from(self.w.replicas)
     }
@@ -325,8 +335,7 @@ impl<'a> WorkloadCtx<'a> {
         };
         let mask = filters.mask(self.filters[term]);
         let r = self.replicas();
-        let rs = &self.w.replica_scheduling;
-        let max_per = rs.max_replicas_per_cluster.map_or(u64::MAX, u64::from);
+        let max_per = self.max_per();
         let mut counts = Counts::new();
         for &(c, n) in &self.previous {
             if mask.admission(c) == Admission::Closed {
@@ -361,7 +370,7 @@ impl<'a> WorkloadCtx<'a> {
         if self.divided() && counts.iter().map(|&(_, n)| n).sum::<u64>() > r {
             self.trim(fleet, filters, usage, term, &mut counts);
         }
-        let min_per = u64::from(rs.min_replicas_per_cluster.unwrap_or(0));
+        let min_per = self.min_per();
         counts.retain(|&(_, n)| !self.divided() || n >= min_per);
         if counts.is_empty() {
             return None;
@@ -384,7 +393,7 @@ impl<'a> WorkloadCtx<'a> {
     /// cluster that would drop below `minReplicasPerCluster` is emptied instead.
     fn trim(&self, fleet: &Fleet<'_>, filters: &Filters<'_>, usage: &Usage, term: usize, counts: &mut Counts) {
         let r = self.replicas();
-        let min_per = u64::from(self.w.replica_scheduling.min_replicas_per_cluster.unwrap_or(0));
+        let min_per = self.min_per();
         let clusters: Vec<usize> = counts.iter().map(|&(c, _)| c).collect();
         let scores = self.scores(fleet, filters, usage, term, &clusters);
         let mut worst_first: Vec<(i64, usize)> = scores.into_iter().zip(clusters).collect();
@@ -441,8 +450,8 @@ impl<'a> WorkloadCtx<'a> {
         let r = self.replicas();
         let rs = &self.w.replica_scheduling;
         let mask = filters.mask(self.filters[term]);
-        let min_per = u64::from(rs.min_replicas_per_cluster.unwrap_or(0));
-        let max_per = rs.max_replicas_per_cluster.map_or(u64::MAX, u64::from);
+        let min_per = self.min_per();
+        let max_per = self.max_per();
         let need = if self.divided() { min_per.max(1) } else { r.max(1) };
         // How far room is counted on each cluster: every use of it below is bounded by this (the
         // replica count, or, for Dynamic division, whose weights are the room, maxReplicasPerCluster).
@@ -541,8 +550,8 @@ impl<'a> WorkloadCtx<'a> {
         let w = self.w;
         let r = self.replicas();
         let rs = &w.replica_scheduling;
-        let min_per = u64::from(rs.min_replicas_per_cluster.unwrap_or(0));
-        let max_per = rs.max_replicas_per_cluster.map_or(u64::MAX, u64::from);
+        let min_per = self.min_per();
+        let max_per = self.max_per();
         let Survey { candidates: mut cands, room: raw, weight, .. } =
             self.survey(fleet, filters, usage, term, floor, false);
         let scores = self.scores(fleet, filters, usage, term, &cands);
@@ -940,7 +949,7 @@ impl<'a> WorkloadCtx<'a> {
                 moved += step;
             }
         }
-        let min_per = u64::from(self.w.replica_scheduling.min_replicas_per_cluster.unwrap_or(0));
+        let min_per = self.min_per();
         let room: Vec<u64> = (0..fleet.clusters.len()).map(|c| fleet.fit(usage, c, &self.demand).0).collect();
         if moved == 0
             || counts.iter().any(|&(_, n)| n < min_per)
