@@ -323,6 +323,10 @@ impl<'a> Fleet<'a> {
                 continue;
             }
             best = best.min(u64::try_from(div(avail, q)).unwrap_or(u64::MAX));
+            if best == 0 {
+                // No resource can lower it further (common on full clusters).
+                break;
+            }
         }
         best
     }
