@@ -947,7 +947,8 @@ mod tests {
         let fleet = super::Fleet::compile(&input);
         let order: Vec<&Workload> = vec![&input.workloads[1], &input.workloads[0]];
         let filters = super::Filters::compile(&order, &fleet.clusters, None);
-        let contexts: Vec<_> = order.iter().map(|w| super::WorkloadCtx::new(w, &fleet, &filters, None)).collect();
+        let contexts: Vec<_> =
+            order.iter().enumerate().map(|(i, w)| super::WorkloadCtx::new(i, w, &fleet, &filters, None)).collect();
         let values = super::replica_values(&contexts);
         assert_eq!(values, vec![6.0, 1.0]);
     }

@@ -97,8 +97,11 @@ pub fn solve_exact(input: &PlacementInput, options: &ExactOptions) -> Result<Pla
     let order = super::placement_order(input);
     let filters = Filters::compile(&order, &fleet.clusters, input.now);
     let previous: BTreeMap<_, _> = input.previous.iter().map(|p| (p.workload.clone(), p)).collect();
-    let contexts: Vec<WorkloadCtx<'_>> =
-        order.iter().map(|w| WorkloadCtx::new(w, &fleet, &filters, previous.get(&w.key()).copied())).collect();
+    let contexts: Vec<WorkloadCtx<'_>> = order
+        .iter()
+        .enumerate()
+        .map(|(i, w)| WorkloadCtx::new(i, w, &fleet, &filters, previous.get(&w.key()).copied()))
+        .collect();
 
     let model = Model::build(&fleet, &filters, &contexts);
     if model.variables > options.max_variables {

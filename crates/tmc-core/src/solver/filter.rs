@@ -666,6 +666,9 @@ pub(crate) struct Filters<'a> {
     index: Map<FilterKey<'a>, usize>,
     parts: Parts<'a>,
     sets: ScoringSets<'a>,
+    /// The filter ids of the compiled workloads' affinity groups, flat: workload `i`'s are
+    /// `ids[starts[i]..starts[i + 1]]`, as `(starts, ids)`.
+    by_workload: (Vec<usize>, Vec<usize>),
 }
 
 /// The cluster sets scoring and Weighted division read, compiled once per distinct entry.
@@ -751,23 +754,34 @@ impl<'a> Filters<'a> {
                 Map::with_capacity_and_hasher(workloads.len(), Default::default());
             let mut keys = Vec::new();
             let mut parts = Parts::new(clusters, workloads.len());
+            // The filter of each workload's each group, in order: contexts take them from here
+            // instead of hashing the deep keys again.
+            let mut starts = Vec::with_capacity(workloads.len() + 1);
+            let mut ids = Vec::with_capacity(workloads.len());
             for w in workloads {
+                starts.push(ids.len());
                 for term in affinity_terms(w) {
                     let key = FilterKey::of(w, term);
-                    if !index.contains_key(&key) {
-                        let resolved = parts.resolve(&key, clusters, now);
-                        index.insert(key.clone(), keys.len());
-                        keys.push((key, resolved));
-                    }
+                    let id = match index.get(&key) {
+                        Some(&id) => id,
+                        None => {
+                            let resolved = parts.resolve(&key, clusters, now);
+                            index.insert(key.clone(), keys.len());
+                            keys.push((key, resolved));
+                            keys.len() - 1
+                        }
+                    };
+                    ids.push(id);
                 }
             }
-            (index, keys, parts)
+            starts.push(ids.len());
+            (index, keys, parts, (starts, ids))
         };
         let sets = || ScoringSets::compile(workloads, clusters);
         // The scoring sets need nothing the filters compute: in a large batch they are found on
         // the other core; for a few workloads (the incremental placer) handing them over would
         // cost more than it saves.
-        let ((index, keys, parts), sets) =
+        let ((index, keys, parts, by_workload), sets) =
             if workloads.len() >= Self::PARALLEL_FROM { super::join(filters, sets) } else { (filters(), sets()) };
         let masks: Vec<Mask> = super::par_map(keys.iter().collect(), |(_, r)| parts.mask(r));
         #[cfg(debug_assertions)]
@@ -779,7 +793,7 @@ impl<'a> Filters<'a> {
                 debug_assert_eq!(parts.reasons(key, resolved, c), reasons, "{}", cluster.name);
             }
         }
-        Filters { keys, masks, index, parts, sets }
+        Filters { keys, masks, index, parts, sets, by_workload }
     }
 
     /// The id of a `replicaScheduling.weights` entry of a compiled workload, for
@@ -801,6 +815,16 @@ impl<'a> Filters<'a> {
     /// The clusters preference `id` matches.
     pub fn preference(&self, id: usize) -> &[u64] {
         &self.sets.preferences[id]
+    }
+
+    /// The filter ids of the affinity groups (in order) of the `i`-th workload passed to
+    /// [`Filters::compile`].
+    pub fn of_workload(&self, i: usize) -> &[usize] {
+        let (starts, ids) = &self.by_workload;
+        match (starts.get(i), starts.get(i + 1)) {
+            (Some(&a), Some(&b)) => &ids[a..b],
+            _ => &[],
+        }
     }
 
     /// The index of the filter of `w` under `affinity` (compiled by [`Filters::compile`]).

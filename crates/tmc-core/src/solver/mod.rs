@@ -103,8 +103,9 @@ fn solve_explained(input: &PlacementInput, detail: Option<&WorkloadKey>) -> (Pla
     let (fleet, order) = join(|| Fleet::compile(input), || placement_order(input));
     let filters = Filters::compile(&order, &fleet.clusters, input.now);
     let previous: BTreeMap<_, _> = input.previous.iter().map(|p| (p.workload.clone(), p)).collect();
-    let contexts: Vec<WorkloadCtx<'_>> =
-        par_map(order.iter().collect(), |w| WorkloadCtx::new(w, &fleet, &filters, previous.get(&w.key()).copied()));
+    let contexts: Vec<WorkloadCtx<'_>> = par_map(order.iter().enumerate().collect(), |(i, w)| {
+        WorkloadCtx::new(i, w, &fleet, &filters, previous.get(&w.key()).copied())
+    });
 
     // Placement runs on one core; the plan-independent part of the certificate uses the others
     // meanwhile.
@@ -239,7 +240,7 @@ pub fn cluster_scores(input: &PlacementInput, plan: &Plan, key: &crate::Workload
     let order = vec![w];
     let filters = Filters::compile(&order, &fleet.clusters, input.now);
     let own = plan.get(key);
-    let wc = WorkloadCtx::new(w, &fleet, &filters, own);
+    let wc = WorkloadCtx::new(0, w, &fleet, &filters, own);
     let mut usage = fleet.empty_usage();
     for p in plan.placements.iter().filter(|p| p.workload != *key) {
         let Some(other) = by_key.get(&p.workload) else { continue };

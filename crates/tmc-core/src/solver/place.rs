@@ -209,9 +209,18 @@ pub(crate) struct WorkloadCtx<'a> {
 }
 
 impl<'a> WorkloadCtx<'a> {
-    pub fn new(w: &'a Workload, fleet: &'a Fleet<'a>, filters: &Filters<'a>, prev: Option<&'a Placement>) -> Self {
+    /// The context of `w`, the `i`-th workload `filters` were compiled for, with its previous
+    /// placement `prev`.
+    pub fn new(
+        i: usize,
+        w: &'a Workload,
+        fleet: &'a Fleet<'a>,
+        filters: &Filters<'a>,
+        prev: Option<&'a Placement>,
+    ) -> Self {
         let terms = super::filter::affinity_terms(w);
-        let filter_ids = terms.iter().map(|t| filters.find(w, *t)).collect();
+        let filter_ids = filters.of_workload(i).to_vec();
+        debug_assert_eq!(filter_ids, terms.iter().map(|t| filters.find(w, *t)).collect::<Vec<_>>());
         let mut previous = Counts::new();
         for d in prev.map(|p| p.decisions.as_slice()).unwrap_or_default() {
             // A cluster that no longer exists holds nothing any more.

@@ -460,8 +460,11 @@ impl Placer {
         subset.sort_by_cached_key(|w| (Reverse(w.priority), w.key()));
         let fleet = Fleet::for_workloads(&self.clusters, &subset, &self.table);
         let filters = Filters::compile(&subset, &fleet.clusters, self.now);
-        let contexts: Vec<WorkloadCtx<'_>> =
-            subset.iter().map(|w| WorkloadCtx::new(w, &fleet, &filters, self.plan.get(&w.key()))).collect();
+        let contexts: Vec<WorkloadCtx<'_>> = subset
+            .iter()
+            .enumerate()
+            .map(|(i, w)| WorkloadCtx::new(i, w, &fleet, &filters, self.plan.get(&w.key())))
+            .collect();
 
         // What the settled workloads use: the ledger without the workloads placed again (in the
         // version the ledger holds) and without `changed`'s old replicas.
@@ -595,7 +598,7 @@ impl Placer {
         // The solver's fleet as this workload sees it, from the cached cluster table.
         let fleet = Fleet::for_workloads(&self.clusters, &[w], &self.table);
         let filters = Filters::compile(&[w], &fleet.clusters, self.now);
-        let wc = WorkloadCtx::new(w, &fleet, &filters, self.plan.get(key));
+        let wc = WorkloadCtx::new(0, w, &fleet, &filters, self.plan.get(key));
         let nr = fleet.resources.len();
         let n_clusters = fleet.clusters.len();
         let old_demand = old.map(nano_demand).unwrap_or_default();
