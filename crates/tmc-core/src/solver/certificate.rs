@@ -144,15 +144,16 @@ fn reduced(w: &Relaxed, prices: &[f64], nr: usize, c: u32) -> f64 {
     w.value - cost * w.unit
 }
 
-/// One workload's best response to `prices`: an upper bound on its largest reduced value over
-/// its choice sets, and the `(cluster, units)` that attain it (the best choice set, the first on
-/// ties).
-fn respond(w: &Relaxed, prices: &[f64], nr: usize) -> (f64, Vec<(usize, f64)>) {
+/// One workload's best response to `prices` (`None`: all zero): an upper bound on its largest
+/// reduced value over its choice sets, and the `(cluster, units)` that attain it (the best choice
+/// set, the first on ties).
+fn respond(w: &Relaxed, prices: Option<&[f64]>, nr: usize) -> (f64, Vec<(usize, f64)>) {
     let mut best: (f64, Vec<(usize, f64)>) = (0.0, Vec::new());
     let mut rho = Vec::new();
     for ch in &w.choices {
         rho.clear();
-        rho.extend(ch.cands.iter().map(|(c, _, _)| reduced(w, prices, nr, c)));
+        // At zero prices every reduced value is exactly the unit's value: no row is read.
+        rho.extend(ch.cands.iter().map(|(c, _, _)| prices.map_or(w.value, |p| reduced(w, p, nr, c))));
         let r = respond_choice(ch, &rho);
         if r.0 > best.0 {
             best = r;
@@ -831,13 +832,20 @@ pub(crate) fn prepare(fleet: &Fleet<'_>, filters: &Filters<'_>, contexts: &[Work
             }
         }
     }
-    let zero = lagrangian(&relaxed, &vec![0.0; free.len()], &top, &free, &vec![0.0; free.len()], nr);
+    let zero = lagrangian(&relaxed, &vec![0.0; free.len()], &top, &free, None, nr);
     Prepared { values, relaxed, free, top, zero }
 }
 
-/// The Lagrangian's value at scaled prices `y` (`prices = y · top`) and the load the workloads'
-/// best responses put on each row.
-fn lagrangian(relaxed: &[Relaxed], y: &[f64], top: &[f64], free: &[f64], prices: &[f64], nr: usize) -> (f64, Vec<f64>) {
+/// The Lagrangian's value at scaled prices `y` (`prices = y · top`, `None` where `y` is all zero) and
+/// the load the workloads' best responses put on each row.
+fn lagrangian(
+    relaxed: &[Relaxed],
+    y: &[f64],
+    top: &[f64],
+    free: &[f64],
+    prices: Option<&[f64]>,
+    nr: usize,
+) -> (f64, Vec<f64>) {
     let mut load = vec![0.0f64; free.len()];
     let mut value: f64 = y.iter().zip(top).zip(free).filter(|((y, _), _)| **y > 0.0).map(|((y, t), f)| y * t * f).sum();
     // Each workload's best response is independent given the prices; the sums below are taken in
@@ -882,7 +890,7 @@ pub(crate) fn certify(
         // Round 0 (zero prices) was computed by `prepare`.
         let (mut value, mut load) = match zero.take() {
             Some(at_zero) => at_zero,
-            None => lagrangian(relaxed, &y, top, free, &prices, nr),
+            None => lagrangian(relaxed, &y, top, free, Some(&prices), nr),
         };
         if value < best {
             best = value;
