@@ -32,6 +32,7 @@ use std::collections::BTreeMap;
 use filter::{Admission, Filters};
 use fleet::{Counts, Fleet, Usage};
 use place::{Kept, NoRoom, Outcome, WorkloadCtx, count_of};
+use selectors::Bits;
 
 use crate::{
     ClusterRejection, Decision, Phase, Placement, PlacementInput, Plan, Preemption, Reason, ReasonCount,
@@ -442,16 +443,34 @@ enum Unused {
 }
 
 /// Calls `f` for every cluster `o` does not use, in cluster order, with how the solver saw it.
+/// With `all` false, the clusters the filter does not admit for this workload (closed, or
+/// keep-only without its replicas) are skipped and returned as a set instead: each of them is
+/// `Rejected(None)`, and a caller can count them word by word.
 fn for_each_unused(
     wc: &WorkloadCtx<'_>,
     filters: &Filters<'_>,
     o: &Outcome,
     n: usize,
+    all: bool,
     mut f: impl FnMut(usize, Unused),
-) {
+) -> Bits {
     let mask = filters.mask(wc.filters[o.term]);
+    let admitted = |c: usize, open: bool| open || count_of(&wc.previous, c) > 0;
+    let clusters: Box<dyn Iterator<Item = (usize, bool)>> = if all {
+        Box::new((0..n).map(|c| match mask.admission(c) {
+            Admission::Open => (c, true),
+            Admission::KeepOnly => (c, admitted(c, false)),
+            Admission::Closed => (c, false),
+        }))
+    } else {
+        Box::new(mask.admitted_open().map(|(c, open)| (c, admitted(c, open))).filter(|&(_, admitted)| admitted))
+    };
+    let mut skipped = if all { Bits::new() } else { filters.all_clusters() };
     let mut capacity = o.no_room.iter().peekable();
-    for c in 0..n {
+    for (c, admitted) in clusters {
+        if !all {
+            skipped[c / 64] &= !(1 << (c % 64));
+        }
         while capacity.next_if(|&(x, _)| x < c).is_some() {}
         let no_room = capacity.next_if(|&(x, _)| x == c).map(|(_, why)| why);
         if count_of(&o.counts, c) > 0 {
@@ -461,11 +480,6 @@ fn for_each_unused(
             f(c, Unused::NotSelected);
             continue;
         }
-        let admitted = match mask.admission(c) {
-            Admission::Open => true,
-            Admission::KeepOnly => count_of(&wc.previous, c) > 0,
-            Admission::Closed => false,
-        };
         f(
             c,
             match no_room {
@@ -475,6 +489,13 @@ fn for_each_unused(
             },
         );
     }
+    if !all {
+        // A cluster holding replicas is never reported, admitted or not.
+        for &(c, _) in &o.counts {
+            skipped[c / 64] &= !(1 << (c % 64));
+        }
+    }
+    skipped
 }
 
 /// What one unused cluster is counted under: see [`Placement::unavailable`].
@@ -499,6 +520,19 @@ impl Tally {
         self.add_n(what, 1);
     }
 
+    /// Counts cluster `c`, unused by `o` (of filter `filter`) as `unused` says.
+    fn add_unused(&mut self, filters: &Filters<'_>, filter: usize, o: &Outcome, c: usize, unused: Unused) {
+        match unused {
+            Unused::NotSelected => self.add(Counted::NotSelected),
+            Unused::ZeroWeight => self.add(Counted::ZeroWeight),
+            Unused::Unexplained => {}
+            Unused::Rejected(no_room) => match filters.first_reason(filter, c) {
+                Some(code) => self.add(Counted::Filter(code)),
+                None => o.no_room.short(no_room).iter().for_each(|&r| self.add(Counted::Insufficient(r))),
+            },
+        }
+    }
+
     fn add_n(&mut self, what: Counted, n: u32) {
         if let Some(e) = self.few.iter_mut().find(|e| e.0 == what) {
             e.1 += n;
@@ -515,56 +549,18 @@ impl Tally {
 /// become [`Reason`]s.
 fn reason_counts(wc: &WorkloadCtx<'_>, fleet: &Fleet<'_>, filters: &Filters<'_>, o: &Outcome) -> Vec<ReasonCount> {
     let filter = wc.filters[o.term];
-    let mask = filters.mask(filter);
+    let n = fleet.clusters.len();
     let mut tally = Tally::default();
-    // The clusters the filter does not admit for this workload (closed, or keep-only without
-    // its replicas) are neither candidates nor listed without room: each counts under its first
-    // reason, found word by word. The admitted ones go cluster by cluster, as
-    // `for_each_unused` sees them.
-    let mut not_admitted = filters.all_clusters();
-    let mut no_room = o.no_room.iter().peekable();
-    for (c, open) in mask.admitted_open() {
-        if !open && count_of(&wc.previous, c) == 0 {
-            continue;
-        }
-        not_admitted[c / 64] &= !(1 << (c % 64));
-        while no_room.next_if(|&(x, _)| x < c).is_some() {}
-        let why = no_room.next_if(|&(x, _)| x == c).map(|(_, why)| why);
-        if count_of(&o.counts, c) > 0 {
-            continue;
-        }
-        if o.candidates.binary_search(&c).is_ok() {
-            tally.add(Counted::NotSelected);
-            continue;
-        }
-        match why {
-            Some(NoRoom::ZeroWeight) => tally.add(Counted::ZeroWeight),
-            None => {}
-            Some(_) => match filters.first_reason(filter, c) {
-                Some(code) => tally.add(Counted::Filter(code)),
-                None => o.no_room.short(why).iter().for_each(|&r| tally.add(Counted::Insufficient(r))),
-            },
-        }
-    }
-    // A cluster holding replicas is never counted, admitted or not.
-    for &(c, _) in &o.counts {
-        not_admitted[c / 64] &= !(1 << (c % 64));
-    }
-    filters.first_reason_counts(filter, not_admitted, |code, n| tally.add_n(Counted::Filter(code), n));
+    // The admitted clusters one by one; those the filter does not admit, by first reason, found
+    // word by word.
+    let closed = for_each_unused(wc, filters, o, n, false, |c, unused| tally.add_unused(filters, filter, o, c, unused));
+    filters.first_reason_counts(filter, closed, |code, k| tally.add_n(Counted::Filter(code), k));
     let counts = summarize(fleet, filters, filter, tally);
     #[cfg(debug_assertions)]
     {
         // The same counts, cluster by cluster.
         let mut by_cluster = Tally::default();
-        for_each_unused(wc, filters, o, fleet.clusters.len(), |c, unused| match unused {
-            Unused::NotSelected => by_cluster.add(Counted::NotSelected),
-            Unused::ZeroWeight => by_cluster.add(Counted::ZeroWeight),
-            Unused::Unexplained => {}
-            Unused::Rejected(no_room) => match filters.first_reason(filter, c) {
-                Some(code) => by_cluster.add(Counted::Filter(code)),
-                None => o.no_room.short(no_room).iter().for_each(|&r| by_cluster.add(Counted::Insufficient(r))),
-            },
-        });
+        for_each_unused(wc, filters, o, n, true, |c, unused| by_cluster.add_unused(filters, filter, o, c, unused));
         debug_assert_eq!(counts, summarize(fleet, filters, filter, by_cluster), "{}", wc.w.key());
     }
     counts
@@ -594,7 +590,7 @@ fn summarize(fleet: &Fleet<'_>, filters: &Filters<'_>, filter: usize, tally: Tal
 fn rejections(wc: &WorkloadCtx<'_>, fleet: &Fleet<'_>, filters: &Filters<'_>, o: &Outcome) -> Vec<ClusterRejection> {
     let filter = wc.filters[o.term];
     let mut out = Vec::new();
-    for_each_unused(wc, filters, o, fleet.clusters.len(), |c, unused| {
+    for_each_unused(wc, filters, o, fleet.clusters.len(), true, |c, unused| {
         let reasons = match unused {
             Unused::NotSelected => vec![Reason::NotSelected],
             Unused::ZeroWeight => vec![Reason::ZeroWeight],
