@@ -190,7 +190,9 @@ pub struct Plan {
     /// priority in the input` per replica (Duplicated: per copy). Preferences and prioritizers
     /// only order plans of equal objective and are not part of it. The weights are linear, not
     /// lexicographic: a plan that trades one higher-priority replica for more lower-priority ones
-    /// can score higher, although the solver, placing in priority order, never makes that trade.
+    /// can score higher. The solver places in priority order, then makes such trades where they
+    /// raise the objective, except at the expense of a workload that may preempt (it would take
+    /// the room back on the next solve).
     #[serde(default)]
     pub objective: f64,
     /// An upper bound on the objective of any plan for this input (Lagrangian relaxation of the

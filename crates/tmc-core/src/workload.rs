@@ -79,7 +79,10 @@ pub struct Workload {
     /// Scoring functions and weights; empty means `Steady` and `LeastAllocated`, weight 1 each.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prioritizers: Vec<Prioritizer>,
-    /// Higher is placed first under contention (default 0).
+    /// Higher is placed first under contention and weighs more in the plan's objective (default
+    /// 0). Within one solve, a workload placed fresh that may not preempt can end with fewer
+    /// replicas than it got first when the room it gives up places more priority-weighted
+    /// replicas of others (the plan's `objective`); with `PreemptLowerPriority` it never does.
     #[serde(default)]
     pub priority: i32,
     /// Whether this workload may displace replicas of lower-priority workloads (default `Never`).

@@ -889,10 +889,10 @@ proptest! {
 /// How close the fast solver comes to the exact optimum over a fixed sample of 300 small random
 /// instances. The target is 99% on every instance; it is **not** met: measured, 296 of 300 reach
 /// 99% and the sample as a whole reaches 98.7% (97.3% before the improvement step). The misses
-/// are trades the fast solver does not make: a higher-priority replica given up for more
-/// lower-priority ones (the objective weighs priorities linearly, the fast solver never trades
-/// down), an Aggregated workload that would have to split, a spread that fell back to a smaller
-/// placement. This test keeps the measured level from regressing.
+/// are trades the fast solver does not find: a higher-priority replica given up for more
+/// lower-priority ones where no single blocker trial gets there, an Aggregated workload that
+/// would have to split, a spread that fell back to a smaller placement. This test keeps the
+/// measured level from regressing.
 #[cfg(feature = "exact")]
 #[test]
 fn the_fast_solver_stays_close_to_the_exact_optimum() {

@@ -292,6 +292,37 @@ clusters:
     );
 }
 
+/// Priorities weigh the objective linearly: a higher-priority workload that may not preempt gives
+/// up a copy when the room places more priority-weighted replicas of a lower one (weights 2 and
+/// 1 here: one copy of `big` is worth 4, the room it frees holds 8 of `small`). One that may
+/// preempt keeps both copies, since it would take the room back on the next solve.
+#[test]
+fn a_copy_is_traded_for_more_weighted_replicas_unless_it_may_preempt() {
+    let two = "
+clusters:
+  - {name: a, location: {provider: aws, region: eu, zone: eu-1}, capacity: {cpu: '10'}}
+  - {name: b, location: {provider: aws, region: eu, zone: eu-2}, capacity: {cpu: '10'}}
+";
+    let small = "  - {name: small, replicas: 10, resources: {cpu: '1'}, clusterAffinity: {clusterNames: [a]}}";
+    let big = |preemption: &str| {
+        format!(
+            "  - {{name: big, priority: 1, replicas: 2, resources: {{cpu: '4'}}, replicaScheduling: {{type: Duplicated}}, numberOfClusters: 2, preemption: {preemption}}}\n{small}"
+        )
+    };
+    let plan = check(
+        &with(two, &big("Never")),
+        "default/big PartiallyScheduled b=2
+         default/small Scheduled a=10",
+    );
+    assert_eq!((plan.objective, plan.placements[0].placed), (14.0, 2));
+    let plan = check(
+        &with(two, &big("PreemptLowerPriority")),
+        "default/big Scheduled a=2 b=2
+         default/small PartiallyScheduled a=2",
+    );
+    assert_eq!(plan.objective, 10.0);
+}
+
 #[test]
 fn spread_bounds_groups_and_skew() {
     let fleet = "

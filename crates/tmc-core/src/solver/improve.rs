@@ -8,8 +8,11 @@
 //! workload admits. Workloads that rebalance neither move nor grow here (the next solve would
 //! move them toward their own best placement). A trial takes the blocker out, extends the workload (it only grows) and
 //! places the blocker again from scratch. It is kept when the certified objective (replicas
-//! weighted by priority) rises and the blocker either loses nothing or does not outrank the
-//! workload (a lower priority never takes replicas from a higher one). A final pass extends
+//! weighted by priority) rises, even when a blocker of higher priority ends with fewer replicas:
+//! the objective weighs priorities linearly, and a workload that may not preempt has no claim on
+//! lower-priority replicas (one that may is never left short next to them, see below). Trading a
+//! higher-priority Duplicated copy for more lower-priority replicas is what took the fast solver
+//! from 92.8% to 100% of the exact optimum at 30 x 5 (`exact_vs_fast`). A final pass extends
 //! every incomplete workload (and every Duplicated one that takes all clusters) into whatever
 //! room the moves left.
 //!
@@ -172,7 +175,6 @@ pub(crate) fn improve(
                 let moved = contexts[j].place_fresh(fleet, filters, &trial);
                 fleet.add(&mut trial, &moved.counts, &contexts[j].demand);
                 gain += values[j] * (moved.placed() as f64 - oj.placed() as f64);
-                allowed &= moved.placed() >= oj.placed() || contexts[j].w.priority <= wc.w.priority;
                 allowed &= !intrudes(&guarded, j, oj, &moved);
                 moves.push((j, moved));
             }
