@@ -372,9 +372,12 @@ impl Model {
             }
             if let Some(skew) = s.max_skew {
                 let low = self.add(variable().min(0));
-                for (v, count, size) in used {
-                    // A group's count is at most r (Divided) or its cluster count (Duplicated).
-                    let big = if wc.divided() { r } else { size as f64 };
+                // `low` is at most the smallest used group's count, so at most r (Divided) or the
+                // largest group's cluster count (Duplicated): an unused group's lower side must
+                // allow that much, not only its own size.
+                let largest = used.iter().map(|&(_, _, size)| size).max().unwrap_or(0);
+                let big = if wc.divided() { r } else { largest as f64 };
+                for (v, count, _) in used {
                     self.constraints.push(constraint!(count.clone() <= low + f64::from(skew)));
                     self.constraints.push(constraint!(count >= low - big * (1 - v)));
                 }
@@ -494,6 +497,36 @@ mod tests {
         assert_eq!(p.decisions.len(), 1);
         assert_eq!(p.decisions[0].cluster, "big");
         assert_eq!(exact.objective, 2.0);
+    }
+
+    #[test]
+    fn a_duplicated_skew_bound_leaves_room_for_the_largest_group() {
+        // Two clusters in z1, one in z2; one group at most, skew 0. Both copies in z1 are
+        // optimal: z2 unused must not cap the copies per group at its own size (found by the
+        // property test `exact_plans_are_feasible_and_optimal`, where the fast plan did better).
+        let zoned = |name: &str, zone: &str| {
+            let mut c = cluster(name, 4);
+            c.location.zone = Some(zone.into());
+            c
+        };
+        let mut w = workload("dup", 1, 1);
+        w.replica_scheduling.kind = ReplicaSchedulingType::Duplicated;
+        w.spread_constraints.push(crate::SpreadConstraint {
+            topology_key: "zone".into(),
+            min_groups: None,
+            max_groups: Some(1),
+            max_skew: Some(0),
+        });
+        let input = PlacementInput {
+            clusters: vec![zoned("a", "z1"), zoned("b", "z1"), zoned("c", "z2")],
+            workloads: vec![w],
+            ..PlacementInput::default()
+        };
+        let exact = solve_exact(&input, &ExactOptions::default()).expect("solved");
+        let fast = crate::solve(&input).expect("valid");
+        assert_eq!((exact.objective, fast.objective), (2.0, 2.0));
+        let clusters: Vec<&str> = exact.placements[0].decisions.iter().map(|d| d.cluster.as_str()).collect();
+        assert_eq!(clusters, ["a", "b"]);
     }
 
     #[test]
