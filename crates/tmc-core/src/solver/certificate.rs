@@ -814,8 +814,9 @@ fn patience(rounds: usize) -> usize {
 /// Workloads below which a round's best responses are found on the calling thread.
 const SEQUENTIAL_BELOW: usize = 64;
 
-/// The smallest step scale tried; below it the steps stop.
-const MIN_THETA: f64 = 1e-3;
+/// The smallest step scale tried; below it the steps stop. Smaller scales still improved bounds, by
+/// less than 0.02% at 60 x 8 and 100 x 10, at twice the time.
+const MIN_THETA: f64 = 0.01;
 
 /// The plan-independent part of the certificate of `contexts` (in placement order).
 pub(crate) fn prepare(fleet: &Fleet<'_>, filters: &Filters<'_>, contexts: &[WorkloadCtx<'_>]) -> Prepared {
