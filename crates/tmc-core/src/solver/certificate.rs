@@ -188,7 +188,8 @@ fn respond_choice(ch: &Choice, rho: &[f64]) -> (f64, Vec<(usize, f64)>) {
     if bound <= 0.0 {
         return (0.0, Vec::new());
     }
-    let mut best = (bound, response);
+    // `None`: the response is the greedy one.
+    let mut best: (f64, Option<Vec<(usize, f64)>>) = (bound, response);
     // The smallest reduced value greedy takes (it takes most reduced value first).
     let last = greedy.last().and_then(|&(c, _)| ch.cands.position(c)).map_or(0.0, |i| rho[i]);
     for f in &ch.forces {
@@ -214,17 +215,17 @@ fn respond_choice(ch: &Choice, rho: &[f64]) -> (f64, Vec<(usize, f64)>) {
         match force_bound(ch, f, rho) {
             None => return (0.0, Vec::new()),
             Some((v, _)) if v <= 0.0 => return (0.0, Vec::new()),
-            Some((v, r)) if v < best.0 => best = (v, r),
+            Some((v, r)) if v < best.0 => best = (v, Some(r)),
             Some(_) => {}
         }
     }
-    best
+    (best.0, best.1.unwrap_or(greedy))
 }
 
-/// [`respond_choice`] without the spread lower sides: the bound, its response, and the greedy
-/// response.
+/// [`respond_choice`] without the spread lower sides: the bound, its response (`None` when it is
+/// the greedy one, as it mostly is: no copy), and the greedy response.
 #[allow(clippy::type_complexity)]
-fn respond_counts(ch: &Choice, rho: &[f64]) -> (f64, Vec<(usize, f64)>, Vec<(usize, f64)>) {
+fn respond_counts(ch: &Choice, rho: &[f64]) -> (f64, Option<Vec<(usize, f64)>>, Vec<(usize, f64)>) {
     let mut keys: Vec<u128> = Vec::with_capacity(rho.len());
     for (i, &v) in rho.iter().enumerate() {
         if v > 0.0 {
@@ -278,7 +279,7 @@ fn respond_counts(ch: &Choice, rho: &[f64]) -> (f64, Vec<(usize, f64)>, Vec<(usi
         chunk *= 4;
     }
     if group_used <= ch.max_groups && taken.len() <= ch.max_clusters {
-        return (total, taken.clone(), taken);
+        return (total, None, taken);
     }
     // Greedy breaks a count limit: price the total instead.
     if !sorted {
@@ -338,7 +339,7 @@ fn respond_counts(ch: &Choice, rho: &[f64]) -> (f64, Vec<(usize, f64)>, Vec<(usi
     }
     let (bound, mu, by_groups) = best;
     if mu.is_nan() {
-        return (total, taken.clone(), taken);
+        return (total, None, taken);
     }
     // The response at the best `μ`: what the priced bound takes.
     let mut response = Vec::new();
@@ -367,7 +368,7 @@ fn respond_counts(ch: &Choice, rho: &[f64]) -> (f64, Vec<(usize, f64)>, Vec<(usi
         response.extend(vals.into_iter().take(ch.max_clusters).map(|(_, c, x)| (c, x)));
     }
     response.sort_by_key(|&(c, _)| c);
-    (bound, response, taken)
+    (bound, Some(response), taken)
 }
 
 /// Fills each topology group up to its cap with the candidates whose value (`items`, most
