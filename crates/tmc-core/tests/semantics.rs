@@ -800,3 +800,53 @@ workloads:
     assert_eq!(scores, vec![("a".to_string(), 40), ("b".to_string(), 0)]);
     assert!(tmc_core::cluster_scores(&input, &plan, &tmc_core::WorkloadKey::new("x", "y")).is_none());
 }
+
+/// Room is made by moving single replicas of fresh workloads to other clusters they admit, when
+/// taking whole blockers out cannot do it: four blocker trials free four of the five replicas
+/// `pinned` needs on `a`; one replica of `e` moving to `b` frees the fifth. Nobody loses a
+/// replica, and the moved workload says why it moved.
+#[test]
+fn single_replicas_move_to_make_room() {
+    let two = "
+clusters:
+  - {name: a, capacity: {cpu: '10'}}
+  - {name: b, capacity: {cpu: '10'}}
+";
+    let mut workloads: String = ["a", "b", "c", "d", "e"]
+        .iter()
+        .map(|n| format!("  - {{name: {n}, priority: 10, replicas: 2, resources: {{cpu: '1'}}}}\n"))
+        .collect();
+    workloads.push_str("  - {name: pinned, replicas: 10, resources: {cpu: '1'}, clusterAffinity: {clusterNames: [a]}}");
+    let plan = check(
+        &with(two, &workloads),
+        "default/a Scheduled b=2
+         default/b Scheduled b=2
+         default/c Scheduled b=2
+         default/d Scheduled b=2
+         default/e Scheduled b=2
+         default/pinned Scheduled a=10",
+    );
+    let e = &plan.placements[4];
+    assert!(e.message.contains("replicas moved to make room for default/pinned"), "{}", e.message);
+}
+
+/// Clusters full of one resource trade units: `cpu-heavy` on `a` and `mem-heavy` on `b` swap
+/// one replica each, which frees the CPU `pinned` needs on `a`. Moving either alone does not fit,
+/// and taking either out loses one of its higher-priority replicas.
+#[test]
+fn units_are_exchanged_between_clusters_short_of_different_resources() {
+    let two = "
+clusters:
+  - {name: a, capacity: {cpu: '4', memory: '4'}}
+  - {name: b, capacity: {cpu: '4', memory: '4'}}
+";
+    let workloads = "  - {name: cpu-heavy, priority: 10, replicas: 2, resources: {cpu: '2', memory: '1'}}
+  - {name: mem-heavy, priority: 10, replicas: 2, resources: {cpu: '1', memory: '2'}}
+  - {name: pinned, replicas: 1, resources: {cpu: '2'}, clusterAffinity: {clusterNames: [a]}}";
+    check(
+        &with(two, workloads),
+        "default/cpu-heavy Scheduled b=2
+         default/mem-heavy Scheduled a=2
+         default/pinned Scheduled a=1",
+    );
+}

@@ -372,6 +372,21 @@ impl<'a> Fleet<'a> {
         i64::try_from(div(sum, 10 * demand.0.len() as u128)).unwrap_or(100)
     }
 
+    /// Whether cluster `c` holds `add` (a demand times a count) once `remove` (another, held
+    /// there now) leaves it: per resource, what is left plus what `remove` frees covers `add`.
+    pub fn exchange_fits(&self, usage: &Usage, c: usize, add: (&Demand, u64), remove: (&Demand, u64)) -> bool {
+        let base = c * self.nr();
+        add.0.0.iter().all(|&(r, q)| {
+            let left = usage.left[base + r];
+            if left == UNLIMITED {
+                return true;
+            }
+            let freed =
+                remove.0.0.iter().find(|&&(x, _)| x == r).map_or(0, |&(_, p)| p.saturating_mul(u128::from(remove.1)));
+            left.saturating_add(freed) >= q.saturating_mul(u128::from(add.1))
+        })
+    }
+
     /// A fresh, empty usage.
     pub fn empty_usage(&self) -> Usage {
         Usage { used: vec![0; self.free.len()], left: self.free.clone(), workloads_on: vec![0; self.clusters.len()] }

@@ -166,7 +166,7 @@ pub(crate) fn count_of(counts: &[(usize, u64)], c: usize) -> u64 {
     counts.binary_search_by_key(&c, |&(x, _)| x).map_or(0, |i| counts[i].1)
 }
 
-fn set_count(counts: &mut Counts, c: usize, n: u64) {
+pub(crate) fn set_count(counts: &mut Counts, c: usize, n: u64) {
     match counts.binary_search_by_key(&c, |&(x, _)| x) {
         Ok(i) if n == 0 => {
             counts.remove(i);
@@ -839,6 +839,18 @@ impl<'a> WorkloadCtx<'a> {
             return None;
         }
         self.spread.violation(counts, self.skew_value())
+    }
+
+    /// Whether cluster `c`, which `counts` does not use, may join it: below `numberOfClusters`
+    /// and within every spread constraint's `maxGroups`.
+    pub fn may_open(&self, counts: &[(usize, u64)], c: usize) -> bool {
+        self.w.number_of_clusters.is_none_or(|m| counts.len() < m as usize) && self.spread.may_join(counts, c)
+    }
+
+    /// Whether a placement needs clusters in several topology groups at once (a spread's
+    /// `minGroups` above 1).
+    pub fn needs_several_groups(&self) -> bool {
+        self.w.spread_constraints.iter().any(|s| s.min_groups.is_some_and(|m| m > 1))
     }
 
     /// The spread constraint `counts` breaks, if any.
