@@ -137,7 +137,9 @@ pub struct SpreadConstraint {
     /// At least this many distinct values among the chosen clusters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_groups: Option<u32>,
-    /// At most this many distinct values among the chosen clusters.
+    /// At most this many distinct values among the chosen clusters. The groups of the most
+    /// preferred clusters are chosen, unless a Divided workload would then be placed only in
+    /// part and other groups hold more of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_groups: Option<u32>,
     /// Largest allowed difference between used groups (see the type docs).

@@ -887,12 +887,13 @@ proptest! {
 }
 
 /// How close the fast solver comes to the exact optimum over a fixed sample of 300 small random
-/// instances. The target is 99% on every instance; it is **not** met: measured, 296 of 300 reach
-/// 99% and the sample as a whole reaches 98.7% (97.3% before the improvement step). The misses
-/// are trades the fast solver does not find: a higher-priority replica given up for more
-/// lower-priority ones where no single blocker trial gets there, an Aggregated workload that
-/// would have to split, a spread that fell back to a smaller placement. This test keeps the
-/// measured level from regressing.
+/// instances. The target is 99% on every instance; it is **not** met: measured, 297 of 300 reach
+/// 99% and the sample as a whole reaches 99.7% (98.7% before shifts and the roomier choice of
+/// groups under maxGroups, 97.3% before the improvement step). The misses: an Aggregated workload
+/// that would have to split to let another in, a low-priority workload kept off a cluster where
+/// an incomplete preemptor might take it back (the stability check is conservative), and a
+/// higher-priority replica given up for more lower-priority ones. This test keeps the measured
+/// level from regressing.
 #[cfg(feature = "exact")]
 #[test]
 fn the_fast_solver_stays_close_to_the_exact_optimum() {
@@ -918,5 +919,5 @@ fn the_fast_solver_stays_close_to_the_exact_optimum() {
     }
     let ratio = fast_total / exact_total;
     eprintln!("fast/exact over {solved} instances: {ratio:.4}; {below} instances below 99%");
-    assert!(ratio >= 0.985 && below <= 4, "fast/exact = {ratio:.4} over {solved} instances ({below} below 99%)");
+    assert!(ratio >= 0.995 && below <= 3, "fast/exact = {ratio:.4} over {solved} instances ({below} below 99%)");
 }

@@ -850,3 +850,19 @@ clusters:
          default/pinned Scheduled a=1",
     );
 }
+
+/// Under `maxGroups`, a workload that the groups of its preferred clusters cannot hold goes
+/// where it places more: `a` is preferred but holds 2 of 9, `b` (another zone) holds 7.
+#[test]
+fn max_groups_picks_the_groups_that_hold_more_when_the_preferred_ones_cannot_hold_all() {
+    let two = "
+clusters:
+  - {name: a, labels: {fast: 'yes'}, location: {zone: z1}, capacity: {cpu: '2'}}
+  - {name: b, location: {zone: z2}, capacity: {cpu: '7'}}
+";
+    let w = "  - {name: w, replicas: 9, resources: {cpu: '1'}, spreadConstraints: [{topologyKey: zone, maxGroups: 1}], preferences: [{weight: 100, labelSelector: {matchLabels: {fast: 'yes'}}}]}";
+    check(&with(two, w), "default/w PartiallyScheduled b=7");
+    // When the preferred group holds everything, the preference decides.
+    let w = "  - {name: w, replicas: 2, resources: {cpu: '1'}, spreadConstraints: [{topologyKey: zone, maxGroups: 1}], preferences: [{weight: 100, labelSelector: {matchLabels: {fast: 'yes'}}}]}";
+    check(&with(two, w), "default/w Scheduled a=2");
+}

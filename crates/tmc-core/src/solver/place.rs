@@ -614,49 +614,69 @@ impl<'a> WorkloadCtx<'a> {
             let limit = limit.min(usize::try_from(r / min_per.max(1)).unwrap_or(usize::MAX)).max(initial.len());
             let cap_of = |c: usize| caps[c];
             let cover: Option<(u64, &dyn Fn(usize) -> u64)> = if aggregated { Some((r, &cap_of)) } else { None };
-            let sel = select(order, &self.spread, limit, &initial, false, cover);
-            if !sel.shortfalls.is_empty() {
-                notes.extend(sel.shortfalls);
-                Counts::new()
-            } else {
-                let mut chosen = sel.chosen;
-                let floor_of = |c: usize| {
-                    let f = count_of(floor, c).max(min_per);
-                    if sel.reps.contains(&c) { f.max(1) } else { f }
-                };
-                // Drop the least preferred optional clusters until the floors fit in the request.
-                while chosen.iter().map(|&c| floor_of(c)).sum::<u64>() > r {
-                    match chosen.iter().rposition(|c| !sel.reps.contains(c) && count_of(floor, *c) == 0) {
-                        Some(i) => {
-                            chosen.remove(i);
-                        }
-                        None => break,
-                    }
-                }
-                if chosen.iter().map(|&c| floor_of(c)).sum::<u64>() > r {
-                    notes.push(format!("{r} replicas cannot give every required cluster its minimum"));
+            // Selection and division over the clusters in `order`, with the notes on why nothing
+            // could be placed.
+            let split_over = |order: &[usize], notes: &mut Vec<String>| -> Counts {
+                let sel = select(order, &self.spread, limit, &initial, false, cover);
+                if !sel.shortfalls.is_empty() {
+                    notes.extend(sel.shortfalls);
                     Counts::new()
                 } else {
-                    let mins: Vec<u64> = chosen.iter().map(|&c| floor_of(c)).collect();
-                    let slot_caps: Vec<u64> = chosen.iter().map(|&c| caps[c]).collect();
-                    let split = match rs.division {
-                        Division::Aggregated => divide::fill_in_order(r, &slot_caps, &mins),
-                        Division::Weighted => {
-                            let ws: Vec<u64> = chosen.iter().map(|&c| weight[c]).collect();
-                            divide::apportion(r, &ws, &slot_caps, &mins)
-                        }
-                        Division::Dynamic => {
-                            let ws: Vec<u64> = chosen.iter().map(|&c| raw[c].min(max_per)).collect();
-                            divide::apportion(r, &ws, &slot_caps, &mins)
-                        }
+                    let mut chosen = sel.chosen;
+                    let floor_of = |c: usize| {
+                        let f = count_of(floor, c).max(min_per);
+                        if sel.reps.contains(&c) { f.max(1) } else { f }
                     };
-                    let mut counts: Counts =
-                        chosen.iter().zip(split).filter(|(_, n)| *n > 0).map(|(&c, n)| (c, n)).collect();
-                    counts.sort_unstable();
-                    self.repair_skew(&mut counts, &caps, &ranked, limit, floor, min_per);
-                    counts
+                    // Drop the least preferred optional clusters until the floors fit in the request.
+                    while chosen.iter().map(|&c| floor_of(c)).sum::<u64>() > r {
+                        match chosen.iter().rposition(|c| !sel.reps.contains(c) && count_of(floor, *c) == 0) {
+                            Some(i) => {
+                                chosen.remove(i);
+                            }
+                            None => break,
+                        }
+                    }
+                    if chosen.iter().map(|&c| floor_of(c)).sum::<u64>() > r {
+                        notes.push(format!("{r} replicas cannot give every required cluster its minimum"));
+                        Counts::new()
+                    } else {
+                        let mins: Vec<u64> = chosen.iter().map(|&c| floor_of(c)).collect();
+                        let slot_caps: Vec<u64> = chosen.iter().map(|&c| caps[c]).collect();
+                        let split = match rs.division {
+                            Division::Aggregated => divide::fill_in_order(r, &slot_caps, &mins),
+                            Division::Weighted => {
+                                let ws: Vec<u64> = chosen.iter().map(|&c| weight[c]).collect();
+                                divide::apportion(r, &ws, &slot_caps, &mins)
+                            }
+                            Division::Dynamic => {
+                                let ws: Vec<u64> = chosen.iter().map(|&c| raw[c].min(max_per)).collect();
+                                divide::apportion(r, &ws, &slot_caps, &mins)
+                            }
+                        };
+                        let mut counts: Counts =
+                            chosen.iter().zip(split).filter(|(_, n)| *n > 0).map(|(&c, n)| (c, n)).collect();
+                        counts.sort_unstable();
+                        self.repair_skew(&mut counts, &caps, &ranked, limit, floor, min_per);
+                        counts
+                    }
+                }
+            };
+            let mut counts = split_over(order, &mut notes);
+            // Under maxGroups, the groups of the best-ranked clusters can hold fewer replicas than
+            // others: when they cannot hold the request, the clusters with the most room go first
+            // instead, and that is kept when it places more.
+            let placed_of = |counts: &Counts| counts.iter().map(|&(_, n)| n).sum::<u64>();
+            if !aggregated && placed_of(&counts) < r && self.spread.constraints.iter().any(|s| s.max_groups.is_some()) {
+                let mut by_room = ranked.clone();
+                by_room.sort_by(|a, b| caps[*b].cmp(&caps[*a]));
+                let mut room_notes = Vec::new();
+                let roomier = split_over(&by_room, &mut room_notes);
+                if placed_of(&roomier) > placed_of(&counts) {
+                    counts = roomier;
+                    notes = room_notes;
                 }
             }
+            counts
         };
         // Safety net: never commit a decision set that breaks a hard constraint.
         if let Some(v) = self.violation(fleet, usage, &counts, &raw) {
