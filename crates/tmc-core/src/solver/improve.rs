@@ -90,6 +90,10 @@ struct Board<'s> {
     freed: Vec<usize>,
     /// The first workload (in placement order) whose outcome changed.
     first_changed: usize,
+    /// Whose outcome changed.
+    changed: Vec<bool>,
+    /// The usage when the step started.
+    start: Usage,
 }
 
 impl Board<'_> {
@@ -161,6 +165,7 @@ impl Board<'_> {
     fn commit(&mut self, usage: &mut Usage, outcomes: &mut [Outcome], mut changed: Vec<(usize, Outcome)>) {
         for (x, new) in &mut changed {
             self.first_changed = self.first_changed.min(*x);
+            self.changed[*x] = true;
             self.fleet.remove(usage, &outcomes[*x].counts, &self.contexts[*x].demand);
             for &(c, _) in &outcomes[*x].counts {
                 self.residents[c].retain(|y| y != x);
@@ -207,6 +212,8 @@ pub(crate) fn improve<'s>(
         residents: vec![Vec::new(); fleet.clusters.len()],
         freed: Vec::new(),
         first_changed: n,
+        changed: vec![false; n],
+        start: usage.clone(),
     };
     board.guard_all(outcomes);
     for (j, o) in outcomes.iter().enumerate() {
@@ -631,7 +638,17 @@ fn grow_into_freed(board: &mut Board<'_>, usage: &mut Usage, outcomes: &mut [Out
             continue;
         }
         let mask = filters.mask(wc.filters[o.term]);
-        if !board.freed.iter().any(|&c| mask.admission(c) != Admission::Closed) {
+        // Only freed clusters gained room. A workload the step did not change could not grow
+        // into the room there was when it started, so it needs more room for one more unit on a
+        // freed cluster than then (a cheap check before extending).
+        let room = |c: usize| {
+            let fit = fleet.fit(usage, c, &wc.demand).0;
+            mask.admission(c) != Admission::Closed
+                && wc.may_take_more(&o.counts, c)
+                && fit >= unit_of(wc)
+                && (board.changed[x] || fit > fleet.fit(&board.start, c, &wc.demand).0)
+        };
+        if !board.freed.iter().any(|&c| room(c)) {
             continue;
         }
         let mut others = usage.clone();
@@ -645,6 +662,7 @@ fn grow_into_freed(board: &mut Board<'_>, usage: &mut Usage, outcomes: &mut [Out
             grown.events.append(&mut outcomes[x].events);
             outcomes[x] = grown;
             board.first_changed = board.first_changed.min(x);
+            board.changed[x] = true;
             if completes {
                 board.guard_all(outcomes);
             }
