@@ -686,6 +686,116 @@ proptest! {
     }
 }
 
+// ---------- contended fleets ----------
+
+/// Inputs where capacity binds: plain clusters short of CPU or of memory, most workloads
+/// Dynamic and fresh, some pinned to one cluster, demand above capacity, so the improvement
+/// step's trades and shifts (and the exchanges between clusters short of different resources)
+/// run. The general generator rarely gets there.
+fn contended_input() -> impl Strategy<Value = PlacementInput> {
+    (2usize..5, 3usize..10).prop_flat_map(|(nc, nw)| {
+        let cluster = |i: usize| {
+            (1u64..9, 1u64..9).prop_map(move |(cores, gib)| {
+                let mut capacity = BTreeMap::new();
+                capacity.insert("cpu".to_string(), Quantity::from_units(cores));
+                capacity.insert("memory".to_string(), Quantity::from_units(gib << 30));
+                Cluster {
+                    name: format!("c{i:02}"),
+                    labels: BTreeMap::new(),
+                    location: Location {
+                        provider: Some("aws".into()),
+                        region: Some(format!("r{}", i % 2)),
+                        zone: Some(format!("z{}", i % 3)),
+                    },
+                    capabilities: Vec::new(),
+                    api_resources: Vec::new(),
+                    capacity,
+                    allocated: BTreeMap::new(),
+                    taints: Vec::new(),
+                    unschedulable: false,
+                    ready: true,
+                    not_ready_since: None,
+                    cost: None,
+                }
+            })
+        };
+        let workload = move |i: usize| {
+            (
+                (1u32..13, 1u64..5, 1u64..5, -1i32..3),
+                (0usize..10, 0..nc, prop::bool::weighted(0.2)),
+                (opt(spread(), 0.3), opt(1u32..4, 0.2), opt(1u32..4, 0.2)),
+            )
+                .prop_map(
+                    move |((replicas, cpu_q, mem_q, priority), (kind, pin, preempt), (spread, max_per, noc))| {
+                        let mut w = Workload::named(&format!("w{i:02}"));
+                        w.replicas = replicas;
+                        w.priority = priority;
+                        // CPU-heavy or memory-heavy in quarters of a core and of a GiB.
+                        w.resources.insert("cpu".into(), Quantity::from_millis(250 * cpu_q));
+                        w.resources.insert("memory".into(), Quantity::from_units(mem_q << 28));
+                        let rs = &mut w.replica_scheduling;
+                        match kind {
+                            0 => rs.kind = ReplicaSchedulingType::Duplicated,
+                            1 => rs.division = Division::Aggregated,
+                            2 => rs.division = Division::Weighted,
+                            _ => rs.division = Division::Dynamic,
+                        }
+                        if kind == 0 {
+                            w.number_of_clusters = noc;
+                        } else {
+                            rs.max_replicas_per_cluster = max_per;
+                        }
+                        if kind >= 7 {
+                            w.cluster_affinity = Some(ClusterAffinity {
+                                cluster_names: vec![format!("c{pin:02}")],
+                                ..ClusterAffinity::default()
+                            });
+                        }
+                        w.spread_constraints = spread.unwrap_or_default();
+                        w.preemption = if preempt { Preemption::PreemptLowerPriority } else { Preemption::Never };
+                        w
+                    },
+                )
+        };
+        let clusters: Vec<_> = (0..nc).map(cluster).collect();
+        let workloads: Vec<_> = (0..nw).map(workload).collect();
+        (clusters, workloads).prop_map(|(clusters, workloads)| PlacementInput {
+            clusters,
+            workloads,
+            previous: vec![],
+            now: None,
+        })
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    /// On contended fleets every plan honours capacity and hard constraints, is deterministic,
+    /// and is what the next solve keeps.
+    #[test]
+    fn contended_plans_hold_every_invariant_and_are_kept(input in contended_input()) {
+        prop_assume!(valid(&input));
+        let plan = solve(&input).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        check_invariants(&input, &plan)?;
+        prop_assert_eq!(&plan, &solve(&input).map_err(|e| TestCaseError::fail(e.to_string()))?);
+        let mut again = input.clone();
+        again.previous = plan.placements.iter().filter(|p| !p.decisions.is_empty()).cloned().collect();
+        let replan = solve(&again).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        check_invariants(&again, &replan)?;
+        for (a, b) in plan.placements.iter().zip(&replan.placements) {
+            if a.phase == Phase::Scheduled {
+                prop_assert_eq!(&a.decisions, &b.decisions, "{} moved", a.workload);
+            } else {
+                for d in &a.decisions {
+                    let now = b.decisions.iter().find(|x| x.cluster == d.cluster).map_or(0, |x| x.replicas);
+                    prop_assert!(now >= d.replicas, "{} lost replicas on {}", a.workload, d.cluster);
+                }
+            }
+        }
+    }
+}
+
 // ---------- exact mode ----------
 
 /// Small instances the MILP solves in milliseconds.
@@ -818,72 +928,88 @@ proptest! {
     /// bound on its objective, and equals the full re-plan's after a full update.
     #[test]
     fn the_incremental_placer_matches_a_full_replan((input, changes) in placer_case()) {
-        prop_assume!(valid(&input));
-        let mut placer = tmc_core::Placer::new(input).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        for change in changes {
-            let mut reference = placer.input();
-            let update = match change {
-                Change::Scale(i, replicas, priority) => {
-                    let mut w = reference.workloads[i % reference.workloads.len()].clone();
-                    w.replicas = replicas;
-                    w.priority = priority;
-                    let at = i % reference.workloads.len();
-                    reference.workloads[at] = w.clone();
-                    placer.upsert_workload(w).map_err(|e| TestCaseError::fail(e.to_string()))?
-                }
-                Change::Add(w) => {
-                    let mut w = *w;
-                    w.rebalance.policy = RebalancePolicy::Never;
-                    simplify(&mut w);
-                    if reference.workloads.iter().any(|x| x.key() == w.key()) {
-                        continue;
-                    }
-                    reference.workloads.push(w.clone());
-                    placer.upsert_workload(w).map_err(|e| TestCaseError::fail(e.to_string()))?
-                }
-                Change::Resize(i, millis) => {
-                    let at = i % reference.workloads.len();
-                    let mut w = reference.workloads[at].clone();
-                    w.resources.insert("cpu".into(), Quantity::from_nanos(u128::from(millis) * 1_000_000));
-                    reference.workloads[at] = w.clone();
-                    placer.upsert_workload(w).map_err(|e| TestCaseError::fail(e.to_string()))?
-                }
-                Change::Remove(i) => {
-                    if reference.workloads.len() <= 1 {
-                        continue;
-                    }
-                    let w = reference.workloads.remove(i % reference.workloads.len());
-                    reference.previous.retain(|p| p.workload != w.key());
-                    let update = placer.remove_workload(&w.key());
-                    // Removing again finds nothing.
-                    prop_assert!(placer.remove_workload(&w.key()).is_none());
-                    update.ok_or_else(|| TestCaseError::fail("the workload was not found"))?
-                }
-                Change::Cordon(i, cordon) => {
-                    let at = i % reference.clusters.len();
-                    reference.clusters[at].unschedulable = cordon;
-                    placer.upsert_cluster(reference.clusters[at].clone()).map_err(|e| TestCaseError::fail(e.to_string()))?
-                }
-                Change::RemoveCluster(i) => {
-                    if reference.clusters.len() <= 1 {
-                        continue;
-                    }
-                    let c = reference.clusters.remove(i % reference.clusters.len());
-                    placer.remove_cluster(&c.name).ok_or_else(|| TestCaseError::fail("the cluster was not found"))?
-                }
-            };
-            prop_assume!(valid(&reference));
-            let expected = solve(&reference).map_err(|e| TestCaseError::fail(e.to_string()))?;
-            let got = placer.plan();
-            prop_assert_eq!(&got.placements, &expected.placements, "after {:?}", update);
-            prop_assert_eq!(got.objective, expected.objective);
-            prop_assert!(got.bound >= got.objective);
-            if update == tmc_core::Update::Full {
-                prop_assert_eq!(got.bound, expected.bound);
-            }
-            check_invariants(&reference, got)?;
-        }
+        placer_matches_a_full_replan(input, changes)?;
     }
+
+    /// The same on contended fleets, where the improvement step's shifts run on the partial
+    /// path.
+    #[test]
+    fn the_incremental_placer_matches_a_full_replan_under_contention(
+        (input, changes) in (contended_input(), proptest::collection::vec(change(4), 1..8))
+    ) {
+        placer_matches_a_full_replan(input, changes)?;
+    }
+}
+
+/// Applies `changes` to a placer built from `input` and checks each result against a full
+/// re-plan of the same state.
+fn placer_matches_a_full_replan(input: PlacementInput, changes: Vec<Change>) -> Result<(), TestCaseError> {
+    prop_assume!(valid(&input));
+    let mut placer = tmc_core::Placer::new(input).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    for change in changes {
+        let mut reference = placer.input();
+        let update = match change {
+            Change::Scale(i, replicas, priority) => {
+                let mut w = reference.workloads[i % reference.workloads.len()].clone();
+                w.replicas = replicas;
+                w.priority = priority;
+                let at = i % reference.workloads.len();
+                reference.workloads[at] = w.clone();
+                placer.upsert_workload(w).map_err(|e| TestCaseError::fail(e.to_string()))?
+            }
+            Change::Add(w) => {
+                let mut w = *w;
+                w.rebalance.policy = RebalancePolicy::Never;
+                simplify(&mut w);
+                if reference.workloads.iter().any(|x| x.key() == w.key()) {
+                    continue;
+                }
+                reference.workloads.push(w.clone());
+                placer.upsert_workload(w).map_err(|e| TestCaseError::fail(e.to_string()))?
+            }
+            Change::Resize(i, millis) => {
+                let at = i % reference.workloads.len();
+                let mut w = reference.workloads[at].clone();
+                w.resources.insert("cpu".into(), Quantity::from_nanos(u128::from(millis) * 1_000_000));
+                reference.workloads[at] = w.clone();
+                placer.upsert_workload(w).map_err(|e| TestCaseError::fail(e.to_string()))?
+            }
+            Change::Remove(i) => {
+                if reference.workloads.len() <= 1 {
+                    continue;
+                }
+                let w = reference.workloads.remove(i % reference.workloads.len());
+                reference.previous.retain(|p| p.workload != w.key());
+                let update = placer.remove_workload(&w.key());
+                // Removing again finds nothing.
+                prop_assert!(placer.remove_workload(&w.key()).is_none());
+                update.ok_or_else(|| TestCaseError::fail("the workload was not found"))?
+            }
+            Change::Cordon(i, cordon) => {
+                let at = i % reference.clusters.len();
+                reference.clusters[at].unschedulable = cordon;
+                placer.upsert_cluster(reference.clusters[at].clone()).map_err(|e| TestCaseError::fail(e.to_string()))?
+            }
+            Change::RemoveCluster(i) => {
+                if reference.clusters.len() <= 1 {
+                    continue;
+                }
+                let c = reference.clusters.remove(i % reference.clusters.len());
+                placer.remove_cluster(&c.name).ok_or_else(|| TestCaseError::fail("the cluster was not found"))?
+            }
+        };
+        prop_assume!(valid(&reference));
+        let expected = solve(&reference).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let got = placer.plan();
+        prop_assert_eq!(&got.placements, &expected.placements, "after {:?}", update);
+        prop_assert_eq!(got.objective, expected.objective);
+        prop_assert!(got.bound >= got.objective);
+        if update == tmc_core::Update::Full {
+            prop_assert_eq!(got.bound, expected.bound);
+        }
+        check_invariants(&reference, got)?;
+    }
+    Ok(())
 }
 
 /// How close the fast solver comes to the exact optimum over a fixed sample of 300 small random

@@ -517,10 +517,12 @@ fn make_room(
                     let Some(after_j) = move_unit(board, outcomes, j, &counts_j, c, to) else {
                         continue;
                     };
-                    for &k in &board.residents[to] {
+                    // Only movable residents count against the budget, so the Placer's partial
+                    // path (which sees no settled workloads) spends it as a full re-plan does.
+                    for &k in board.residents[to].iter().filter(|&&k| board.movable(k)) {
                         *budget = budget.saturating_sub(1);
                         let wk = &contexts[k];
-                        if k == i || k == j || !outcomes[k].complete || !board.movable(k) || need_of(k) >= qj {
+                        if k == i || k == j || !outcomes[k].complete || need_of(k) >= qj {
                             continue;
                         }
                         let (uj, uk) = (unit_of(wj), unit_of(wk));
