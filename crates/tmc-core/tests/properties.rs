@@ -667,23 +667,28 @@ proptest! {
     fn unchanged_input_resolved_with_previous_moves_nothing(input in input()) {
         prop_assume!(valid(&input));
         let plan = solve(&input).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let mut again = input.clone();
-        again.previous = plan.placements.iter().filter(|p| !p.decisions.is_empty()).cloned().collect();
-        let replan = solve(&again).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        for (a, b) in plan.placements.iter().zip(&replan.placements) {
-            if a.phase == Phase::Scheduled {
-                prop_assert_eq!(&a.decisions, &b.decisions, "{} moved", a.workload);
-            } else {
-                // Not fully placed before: it may gain replicas (capacity is seen in another
-                // order), but nothing it had moves.
-                for d in &a.decisions {
-                    let now = b.decisions.iter().find(|x| x.cluster == d.cluster).map_or(0, |x| x.replicas);
-                    prop_assert!(now >= d.replicas, "{} lost replicas on {}", a.workload, d.cluster);
-                }
+        resolving_moves_nothing(&input, &plan)?;
+    }
+}
+
+/// Solves `input` again with `plan` as the previous decisions: fully placed workloads keep their
+/// decisions exactly; the others may gain replicas (capacity is seen in another order), but
+/// nothing they had moves; the new plan holds every invariant.
+fn resolving_moves_nothing(input: &PlacementInput, plan: &Plan) -> Result<(), TestCaseError> {
+    let mut again = input.clone();
+    again.previous = plan.placements.iter().filter(|p| !p.decisions.is_empty()).cloned().collect();
+    let replan = solve(&again).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    for (a, b) in plan.placements.iter().zip(&replan.placements) {
+        if a.phase == Phase::Scheduled {
+            prop_assert_eq!(&a.decisions, &b.decisions, "{} moved", a.workload);
+        } else {
+            for d in &a.decisions {
+                let now = b.decisions.iter().find(|x| x.cluster == d.cluster).map_or(0, |x| x.replicas);
+                prop_assert!(now >= d.replicas, "{} lost replicas on {}", a.workload, d.cluster);
             }
         }
-        check_invariants(&again, &replan)?;
     }
+    check_invariants(&again, &replan)
 }
 
 // ---------- contended fleets ----------
@@ -779,20 +784,7 @@ proptest! {
         let plan = solve(&input).map_err(|e| TestCaseError::fail(e.to_string()))?;
         check_invariants(&input, &plan)?;
         prop_assert_eq!(&plan, &solve(&input).map_err(|e| TestCaseError::fail(e.to_string()))?);
-        let mut again = input.clone();
-        again.previous = plan.placements.iter().filter(|p| !p.decisions.is_empty()).cloned().collect();
-        let replan = solve(&again).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        check_invariants(&again, &replan)?;
-        for (a, b) in plan.placements.iter().zip(&replan.placements) {
-            if a.phase == Phase::Scheduled {
-                prop_assert_eq!(&a.decisions, &b.decisions, "{} moved", a.workload);
-            } else {
-                for d in &a.decisions {
-                    let now = b.decisions.iter().find(|x| x.cluster == d.cluster).map_or(0, |x| x.replicas);
-                    prop_assert!(now >= d.replicas, "{} lost replicas on {}", a.workload, d.cluster);
-                }
-            }
-        }
+        resolving_moves_nothing(&input, &plan)?;
     }
 }
 
