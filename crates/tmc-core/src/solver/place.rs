@@ -601,13 +601,17 @@ impl<'a> WorkloadCtx<'a> {
                 caps[*c] = caps[*c].min(max_per).min(r);
             }
             let aggregated = rs.division == Division::Aggregated;
-            let by_capacity: Vec<usize>;
-            let order: &[usize] = if aggregated {
+            // The ranking with the largest capacity first (stable, so score then name break ties).
+            let by_capacity = || {
                 let mut o = ranked.clone();
-                // Fewest clusters: largest capacity first (stable, so score then name break ties).
                 o.sort_by(|a, b| caps[*b].cmp(&caps[*a]));
-                by_capacity = o;
-                &by_capacity
+                o
+            };
+            let fewest: Vec<usize>;
+            // Aggregated wants the fewest clusters: largest capacity first.
+            let order: &[usize] = if aggregated {
+                fewest = by_capacity();
+                &fewest
             } else {
                 &ranked
             };
@@ -667,10 +671,8 @@ impl<'a> WorkloadCtx<'a> {
             // instead, and that is kept when it places more.
             let placed_of = |counts: &Counts| counts.iter().map(|&(_, n)| n).sum::<u64>();
             if !aggregated && placed_of(&counts) < r && self.spread.constraints.iter().any(|s| s.max_groups.is_some()) {
-                let mut by_room = ranked.clone();
-                by_room.sort_by(|a, b| caps[*b].cmp(&caps[*a]));
                 let mut room_notes = Vec::new();
-                let roomier = split_over(&by_room, &mut room_notes);
+                let roomier = split_over(&by_capacity(), &mut room_notes);
                 if placed_of(&roomier) > placed_of(&counts) {
                     counts = roomier;
                     notes = room_notes;
