@@ -390,6 +390,29 @@ workloads:
 }
 
 #[test]
+fn skew_repair_trims_an_odd_total_and_keeps_the_groups_min_groups_needs() {
+    // 11 replicas over two regions with maxSkew 0 cannot all be placed: 5 + 5 can. Moving a
+    // replica between the regions only swaps which one is larger, and emptying c's zone breaks
+    // minGroups 3; the repair did both and placed nothing.
+    let yaml = "
+clusters:
+  - {name: a, location: {region: r0, zone: z0}, capacity: {cpu: '4', memory: 5Gi}}
+  - {name: b, location: {region: r1, zone: z1}, capacity: {cpu: '4', memory: 2Gi}}
+  - {name: c, location: {region: r0, zone: z2}, capacity: {cpu: '4', memory: 1Gi}}
+workloads:
+  - name: w
+    replicas: 11
+    resources: {cpu: 500m, memory: 256Mi}
+    spreadConstraints:
+      - {topologyKey: region, maxSkew: 0}
+      - {topologyKey: zone, minGroups: 3}
+    replicaScheduling: {type: Divided, division: Weighted}
+";
+    let plan = check(yaml, "default/w PartiallyScheduled a=4 b=5 c=1");
+    assert!(plan.placements[0].message.ends_with("Placed 10/11 replicas."), "{}", plan.placements[0].message);
+}
+
+#[test]
 fn cluster_affinities_fall_back_by_capacity() {
     let fleet = "
 clusters:
@@ -574,6 +597,30 @@ workloads:
   - {name: w00, replicas: 6, resources: {cpu: 949m}, spreadConstraints: [{topologyKey: region}], replicaScheduling: {type: Divided, division: Weighted}}
   - {name: w01, replicas: 4, resources: {cpu: 402m, memory: 768Mi, nvidia.com/gpu: 1}, replicaScheduling: {type: Divided, division: Dynamic}}
   - {name: w04, replicas: 4, resources: {cpu: 1339m, memory: 1280Mi}, spreadConstraints: [{topologyKey: provider, minGroups: 2}, {topologyKey: zone, maxGroups: 1}], replicaScheduling: {type: Divided, division: Aggregated, minReplicasPerCluster: 0, maxReplicasPerCluster: 5}, preferences: [{weight: 86, labelSelector: {matchExpressions: [{key: tier, operator: In, values: [prod, dev]}]}}], priority: 1, preemption: PreemptLowerPriority, rebalance: {policy: OnRecovery}}
+",
+    );
+}
+
+#[test]
+fn stable_when_a_preemptor_places_more_on_a_fuller_fleet() {
+    // w00 got 5 replicas on the empty fleet; with the lower-priority w01 and w02 in place, the
+    // skew repair reached 7, so the next solve preempted them. Preemption now takes back at most
+    // what the preemptor gets with every later workload gone.
+    assert_plan_is_stable(
+        "
+clusters:
+  - {name: c00, location: {provider: aws, region: r0, zone: z0}, capacity: {cpu: '4', memory: 5Gi}}
+  - {name: c01, location: {provider: aws, region: r1, zone: z1}, capacity: {cpu: '4', memory: 2Gi}}
+  - {name: c02, location: {provider: aws, region: r0, zone: z2}, capacity: {cpu: '4', memory: 1Gi}}
+workloads:
+  - {name: w00, replicas: 11, resources: {cpu: 500m, memory: 256Mi}, spreadConstraints: [{topologyKey: region, maxSkew: 1}, {topologyKey: zone, minGroups: 3, maxSkew: 1}], replicaScheduling: {type: Divided, division: Weighted}, preemption: PreemptLowerPriority}
+  - {name: w01, replicas: 1, resources: {cpu: 250m, memory: 512Mi}, replicaScheduling: {type: Duplicated}, priority: -1}
+  - {name: w02, replicas: 1, resources: {cpu: 250m, memory: 256Mi}, replicaScheduling: {type: Duplicated}, priority: -1}
+  - {name: w03, replicas: 1, resources: {cpu: 250m, memory: 768Mi}, replicaScheduling: {type: Duplicated}}
+  - {name: w04, replicas: 1, resources: {cpu: 250m, memory: 256Mi}, spreadConstraints: [{topologyKey: zone, maxGroups: 1}], replicaScheduling: {type: Duplicated}}
+  - {name: w05, replicas: 4, resources: {cpu: 750m, memory: 512Mi}, clusterAffinity: {clusterNames: [c01]}, replicaScheduling: {type: Divided, division: Dynamic}, priority: -1}
+  - {name: w06, replicas: 4, resources: {cpu: 250m, memory: 256Mi}, replicaScheduling: {type: Divided, division: Dynamic}}
+  - {name: w07, replicas: 3, resources: {cpu: '1', memory: 256Mi}, replicaScheduling: {type: Divided, division: Dynamic, maxReplicasPerCluster: 3}, priority: 1}
 ",
     );
 }

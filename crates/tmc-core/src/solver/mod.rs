@@ -289,6 +289,12 @@ struct Victims<'c, 'a> {
 /// Preemption: displaces the fewest lower-priority kept replicas that let `wc` place more, then
 /// re-places `wc`. Victims keep what is left and are re-placed in their own turn. Returns the new
 /// outcome, or `None` (and changes nothing) when displacing does not help.
+///
+/// A preemptor takes back at most what it would place were every later workload not there: what
+/// a solve without those decisions gives it, placing it first. Placement is a heuristic and not
+/// monotone in free capacity (a spread can be repaired on a fuller fleet and not on an emptier
+/// one), so without that cap the next solve could preempt where this one placed the preemptor
+/// first and got less, and a plan would not be a fixed point of its re-solve.
 #[allow(clippy::too_many_arguments)]
 fn preempt(
     wc: &WorkloadCtx<'_>,
@@ -303,17 +309,32 @@ fn preempt(
 ) -> Option<Outcome> {
     let mask = filters.mask(wc.filters[before.term]);
     let r = wc.replicas();
-    let mut deficit = if wc.divided() {
-        r.saturating_sub(before.placed())
-    } else {
-        u64::from(wc.w.number_of_clusters.unwrap_or(1)).saturating_sub(before.counts.len() as u64)
-    };
     // Victim positions, lowest priority first (reverse placement order).
     let candidates: Vec<usize> = (victims.first..victims.contexts.len())
         .rev()
         .filter(|&j| victims.contexts[j].w.priority < victims.priority && kept[j].is_some())
         .collect();
-    if candidates.is_empty() || deficit == 0 {
+    if candidates.is_empty() {
+        return None;
+    }
+    // The most it may take back: its placement with no later workload placed.
+    let mut alone = usage.clone();
+    for (j, k) in kept.iter().enumerate().skip(victims.first) {
+        if let Some(k) = k {
+            fleet.remove(&mut alone, &k.counts, &victims.contexts[j].demand);
+        }
+    }
+    let cap = if floor.is_empty() {
+        wc.place_fresh(fleet, filters, &alone)
+    } else {
+        wc.attempt(fleet, filters, &alone, before.term, floor)
+    };
+    // What preemption gains is counted in replicas (Divided) or clusters (Duplicated, which
+    // preempts for the clusters numberOfClusters asks, one without it).
+    let size = |o: &Outcome| if wc.divided() { o.placed() } else { o.counts.len() as u64 };
+    let wanted = if wc.divided() { r } else { u64::from(wc.w.number_of_clusters.unwrap_or(1)) };
+    let mut deficit = size(&cap).min(wanted).saturating_sub(size(before));
+    if deficit == 0 {
         return None;
     }
     // Cost of each open cluster: victim replicas to evict (lowest priority first) for the gain.
@@ -399,7 +420,7 @@ fn preempt(
     } else {
         wc.attempt(fleet, filters, usage, before.term, floor)
     };
-    if after.placed() <= before.placed() || applied.is_empty() {
+    if after.placed() <= before.placed() || size(&after) > size(&cap) || applied.is_empty() {
         *usage = saved_usage;
         for (j, k) in saved_kept {
             kept[j] = k;

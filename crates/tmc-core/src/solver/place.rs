@@ -715,7 +715,10 @@ impl<'a> WorkloadCtx<'a> {
     }
 
     /// Moves replicas from the largest to the smallest group of a skew-violating constraint;
-    /// where no cluster can receive, trims the largest group (placing less, never violating).
+    /// where no cluster can receive, or a move would only swap which group is larger (an odd
+    /// total over two groups with `maxSkew: 0`), trims the largest group (placing less, never
+    /// violating). Neither a move nor a trim empties the last cluster of a group that a
+    /// `minGroups` needs while another choice exists.
     fn repair_skew(
         &self,
         counts: &mut Counts,
@@ -737,14 +740,21 @@ impl<'a> WorkloadCtx<'a> {
                 let sums = self.spread.group_sums(k, counts, |n| n);
                 let (&gmax, &hi) = sums.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))?;
                 let (&gmin, &lo) = sums.iter().min_by(|a, b| a.1.cmp(b.1).then(a.0.cmp(b.0)))?;
-                (hi - lo > skew).then_some((k, gmax, gmin))
+                (hi - lo > skew).then_some((k, gmax, gmin, hi - lo))
             });
-            let Some((k, gmax, gmin)) = violated else {
+            let Some((k, gmax, gmin, gap)) = violated else {
                 self.refill(counts, caps, ranked, limit, min_per);
                 return;
             };
             let in_group = |c: usize, g: u32| self.spread.group(k, c) == g;
-            let donor = ranked.iter().rev().copied().find(|&c| in_group(c, gmax) && count_of(counts, c) > floor_of(c));
+            // Whether taking one replica off `c` keeps every minGroups (it only can break one by
+            // emptying the last cluster of a group).
+            let keeps_groups = |counts: &Counts, c: usize| count_of(counts, c) > 1 || !self.spread.needs(counts, c);
+            let donor = ranked
+                .iter()
+                .rev()
+                .copied()
+                .find(|&c| in_group(c, gmax) && count_of(counts, c) > floor_of(c) && keeps_groups(counts, c));
             let receiver = ranked.iter().copied().find(|&c| {
                 in_group(c, gmin)
                     && match count_of(counts, c) {
@@ -754,19 +764,23 @@ impl<'a> WorkloadCtx<'a> {
                     }
             });
             match (donor, receiver) {
-                (Some(d), Some(rc)) if moves_left > 0 => {
+                // With a gap of one, a move only makes the smallest group the largest.
+                (Some(d), Some(rc)) if moves_left > 0 && gap > 1 => {
                     moves_left -= 1;
                     let (dn, rn) = (count_of(counts, d), count_of(counts, rc));
                     set_count(counts, d, dn - 1);
                     set_count(counts, rc, rn + 1);
                 }
                 _ => {
-                    // Trim the least preferred cluster of the largest group that is above its floor.
+                    // Trim the least preferred cluster of the largest group that is above its
+                    // floor, one whose group a minGroups does not need if there is one.
+                    let above_floor = |c: usize| in_group(c, gmax) && count_of(counts, c) > count_of(floor, c);
                     let victim = ranked
                         .iter()
                         .rev()
                         .copied()
-                        .find(|&c| in_group(c, gmax) && count_of(counts, c) > count_of(floor, c));
+                        .find(|&c| above_floor(c) && keeps_groups(counts, c))
+                        .or_else(|| ranked.iter().rev().copied().find(|&c| above_floor(c)));
                     let Some(v) = victim else {
                         self.refill(counts, caps, ranked, limit, min_per);
                         return;

@@ -59,6 +59,17 @@ impl<'w> Spread<'w> {
         })
     }
 
+    /// Whether `c` holds the only replicas of its group under a constraint whose `minGroups`
+    /// would no longer hold without that group.
+    pub fn needs(&self, counts: &[(usize, u64)], c: usize) -> bool {
+        self.constraints.iter().enumerate().any(|(k, s)| {
+            let Some(min) = s.min_groups else { return false };
+            let g = self.group(k, c);
+            let alone = counts.iter().all(|&(o, n)| o == c || n == 0 || self.group(k, o) != g);
+            alone && self.group_sums(k, counts, |n| n).len() <= min as usize
+        })
+    }
+
     /// Checks group bounds and skew for a decision set; `value` maps a cluster's replicas to what
     /// skew compares (replicas for Divided, 1 per cluster for Duplicated). Returns the violation.
     pub fn violation(&self, counts: &[(usize, u64)], value: impl Fn(u64) -> u64 + Copy) -> Option<String> {
