@@ -251,12 +251,13 @@ fn trade(
     let (contexts, fleet, filters) = (board.contexts, board.fleet, board.filters);
     let n = contexts.len();
     let mut changed = false;
-    // What the workloads that may not move (they had previous decisions) use: a workload that
-    // cannot grow even with every movable one gone is not worth a trial.
-    let mut fixed = fleet.empty_usage();
+    // What the workloads that may not move (they had previous decisions, or are not placed
+    // here: the Placer's settled ones) use: a workload that cannot grow even with every movable
+    // one gone is not worth a trial.
+    let mut fixed = usage.clone();
     for (wc, o) in contexts.iter().zip(outcomes.iter()) {
-        if !wc.previous.is_empty() {
-            fleet.add(&mut fixed, &o.counts, &wc.demand);
+        if wc.previous.is_empty() {
+            fleet.remove(&mut fixed, &o.counts, &wc.demand);
         }
     }
     for i in 0..n {

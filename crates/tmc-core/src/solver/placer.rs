@@ -504,7 +504,14 @@ impl Placer {
         let values: Vec<f64> = contexts.iter().map(|wc| self.value(wc.w.priority)).collect();
         let base = fleet.usage_from_parts(used, on);
         let placed = super::place_all(&contexts, &fleet, &filters, base, &values, false, changed_keep);
-        if placed.would_preempt {
+        // The improvement step can leave a preemptor short (a trade gives its room to more
+        // lower-priority replicas); whether that keeps the plan a fixed point depends on the
+        // priorities of the settled workloads beside it, which only a full re-plan sees.
+        let short_preemptor = contexts
+            .iter()
+            .zip(&placed.outcomes)
+            .any(|(wc, o)| !o.complete && wc.w.preemption == Preemption::PreemptLowerPriority);
+        if placed.would_preempt || short_preemptor {
             return false;
         }
         let placements: Vec<Placement> =
