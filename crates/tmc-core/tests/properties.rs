@@ -16,6 +16,12 @@ use tmc_core::{
     TaintEffect, Toleration, TolerationOperator, Workload, solve, validate,
 };
 
+/// The test runner's configuration: `cases` by default, `PROPTEST_CASES` when set (a longer run).
+fn config(cases: u32) -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(cases);
+    ProptestConfig { cases, ..ProptestConfig::default() }
+}
+
 // ---------- strategies ----------
 
 fn pick<T: Clone + std::fmt::Debug + 'static>(items: &'static [T]) -> impl Strategy<Value = T> {
@@ -556,7 +562,7 @@ fn valid(input: &PlacementInput) -> bool {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+    #![proptest_config(config(400))]
 
     #[test]
     fn every_plan_honours_capacity_and_hard_constraints(input in input()) {
@@ -774,7 +780,7 @@ fn contended_input() -> impl Strategy<Value = PlacementInput> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+    #![proptest_config(config(400))]
 
     /// On contended fleets every plan honours capacity and hard constraints, is deterministic,
     /// and is what the next solve keeps.
@@ -797,7 +803,7 @@ fn small_input() -> impl Strategy<Value = PlacementInput> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+    #![proptest_config(config(200))]
 
     /// The exact plan obeys every hard constraint, is optimal (so at least the fast plan's
     /// objective and at most the fast plan's bound) and deterministic.
@@ -820,7 +826,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+    #![proptest_config(config(1000))]
 
     /// Under contention (replicas scaled up so capacity binds) the fast plan's bound, which uses
     /// each workload's own limits (one affinity group, caps, `numberOfClusters`, spread groups,
@@ -913,7 +919,7 @@ fn placer_case() -> impl Strategy<Value = (PlacementInput, Vec<Change>)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+    #![proptest_config(config(300))]
 
     /// After every change the placer's plan is the plan a full re-plan of the same state gives
     /// (with the plan before the change as the previous decisions); its bound stays an upper
