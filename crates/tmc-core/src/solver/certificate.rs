@@ -145,21 +145,49 @@ fn reduced(w: &Relaxed, prices: &[f64], nr: usize, c: u32) -> f64 {
     w.value - cost * w.unit
 }
 
-/// One workload's best response to `prices` (`None`: all zero): an upper bound on its largest
-/// reduced value over its choice sets, and the `(cluster, units)` that attain it (the best choice
-/// set, the first on ties).
-fn respond(w: &Relaxed, prices: Option<&[f64]>, nr: usize) -> (f64, Vec<(usize, f64)>) {
-    let mut best: (f64, Vec<(usize, f64)>) = (0.0, Vec::new());
-    let mut rho = Vec::new();
+/// Buffers one thread reuses across best responses: a round finds one per workload, and at small
+/// sizes (a thousand rounds) allocating them each time took a third of the solve.
+#[derive(Default)]
+struct Scratch {
+    /// Reduced values of the current choice set's candidates.
+    rho: Vec<f64>,
+    /// Sort keys of the candidates with a positive reduced value.
+    keys: Vec<u128>,
+    /// Units left per topology group while filling greedily.
+    group_left: Vec<u64>,
+    /// The greedy response of the current choice set.
+    greedy: Vec<(usize, f64)>,
+    /// The response of the current choice set, while `out` holds the best so far.
+    current: Vec<(usize, f64)>,
+    /// A spread lower side's response.
+    forced: Vec<(usize, f64)>,
+    /// Units per group, for [`Force::met`].
+    counts: Vec<f64>,
+    /// Groups seen, for the cheap check before [`force_bound`].
+    seen: Vec<bool>,
+    force: ForceScratch,
+}
+
+/// One workload's best response to `prices` (`None`: all zero): returns an upper bound on its
+/// largest reduced value over its choice sets, and leaves in `out` the `(cluster, units)` that
+/// attain it (the best choice set, the first on ties).
+fn respond(w: &Relaxed, prices: Option<&[f64]>, nr: usize, s: &mut Scratch, out: &mut Vec<(usize, f64)>) -> f64 {
+    out.clear();
+    let mut best = 0.0;
+    let mut rho = std::mem::take(&mut s.rho);
+    let mut current = std::mem::take(&mut s.current);
     for ch in &w.choices {
         rho.clear();
         // At zero prices every reduced value is exactly the unit's value: no row is read.
         rho.extend(ch.cands.iter().map(|(c, _, _)| prices.map_or(w.value, |p| reduced(w, p, nr, c))));
-        let r = respond_choice(ch, &rho);
-        if r.0 > best.0 {
-            best = r;
+        let v = respond_choice(ch, &rho, s, &mut current);
+        if v > best {
+            best = v;
+            std::mem::swap(out, &mut current);
         }
     }
+    s.rho = rho;
+    s.current = current;
     best
 }
 
@@ -180,31 +208,34 @@ fn unkey(key: u128) -> (f64, usize) {
 /// `μ >= 0`, `μ·limit + Σ_{best max_groups groups} (greedy value of the group at reduced values
 /// − μ)` bounds the optimum (and likewise with the best `max_clusters` clusters); the smallest
 /// such bound over breakpoints `μ` found by ternary search (the bound is convex in `μ`) is taken.
-fn respond_choice(ch: &Choice, rho: &[f64]) -> (f64, Vec<(usize, f64)>) {
+fn respond_choice(ch: &Choice, rho: &[f64], s: &mut Scratch, out: &mut Vec<(usize, f64)>) -> f64 {
+    out.clear();
     if ch.limit == 0 {
-        return (0.0, Vec::new());
+        return 0.0;
     }
-    let (bound, response, greedy) = respond_counts(ch, rho);
+    // `out` holds the priced response when `priced`; otherwise the response is the greedy one.
+    let (bound, mut priced) = respond_counts(ch, rho, s, out);
     if bound <= 0.0 {
-        return (0.0, Vec::new());
+        out.clear();
+        return 0.0;
     }
-    // `None`: the response is the greedy one.
-    let mut best: (f64, Option<Vec<(usize, f64)>>) = (bound, response);
+    let mut best = bound;
     // The smallest reduced value greedy takes (it takes most reduced value first).
-    let last = greedy.last().and_then(|&(c, _)| ch.cands.position(c)).map_or(0.0, |i| rho[i]);
+    let last = s.greedy.last().and_then(|&(c, _)| ch.cands.position(c)).map_or(0.0, |i| rho[i]);
     for f in &ch.forces {
-        if f.met(&ch.cands, &greedy) {
+        if f.met(&ch.cands, &s.greedy, &mut s.counts) {
             continue;
         }
         // Without skew, when enough groups hold a candidate at least as good as the worst unit
         // greedy takes, moving units there costs nothing: the bound cannot be tighter (skipping
         // a bound is always sound; this only saves the work at ties, e.g. at zero prices).
         if f.skew.is_none() {
-            let mut seen = vec![false; f.groups];
+            s.seen.clear();
+            s.seen.resize(f.groups, false);
             let mut n = 0;
             for (i, &g) in f.group.iter().enumerate() {
-                if rho[i] >= last && !seen[g as usize] {
-                    seen[g as usize] = true;
+                if rho[i] >= last && !s.seen[g as usize] {
+                    s.seen[g as usize] = true;
                     n += 1;
                 }
             }
@@ -212,21 +243,35 @@ fn respond_choice(ch: &Choice, rho: &[f64]) -> (f64, Vec<(usize, f64)>) {
                 continue;
             }
         }
-        match force_bound(ch, f, rho) {
-            None => return (0.0, Vec::new()),
-            Some((v, _)) if v <= 0.0 => return (0.0, Vec::new()),
-            Some((v, r)) if v < best.0 => best = (v, Some(r)),
+        match force_bound(ch, f, rho, &mut s.force, &mut s.forced) {
+            None => {
+                out.clear();
+                return 0.0;
+            }
+            Some(v) if v <= 0.0 => {
+                out.clear();
+                return 0.0;
+            }
+            Some(v) if v < best => {
+                best = v;
+                std::mem::swap(out, &mut s.forced);
+                priced = true;
+            }
             Some(_) => {}
         }
     }
-    (best.0, best.1.unwrap_or(greedy))
+    if !priced {
+        out.clear();
+        out.extend_from_slice(&s.greedy);
+    }
+    best
 }
 
 /// [`respond_choice`] without the spread lower sides: the bound, its response (`None` when it is
 /// the greedy one, as it mostly is: no copy), and the greedy response.
-#[allow(clippy::type_complexity)]
-fn respond_counts(ch: &Choice, rho: &[f64]) -> (f64, Option<Vec<(usize, f64)>>, Vec<(usize, f64)>) {
-    let mut keys: Vec<u128> = Vec::with_capacity(rho.len());
+fn respond_counts(ch: &Choice, rho: &[f64], s: &mut Scratch, response: &mut Vec<(usize, f64)>) -> (f64, bool) {
+    let keys = &mut s.keys;
+    keys.clear();
     for (i, &v) in rho.iter().enumerate() {
         if v > 0.0 {
             keys.push(key(v, i));
@@ -235,11 +280,16 @@ fn respond_counts(ch: &Choice, rho: &[f64]) -> (f64, Option<Vec<(usize, f64)>>, 
     // Equal values (as at zero prices) come out in candidate order, already sorted.
     let sorted = keys.is_sorted();
     let grouped = ch.group_cap < ch.limit || ch.max_groups < ch.groups;
-    let mut group_left: Vec<u64> = if grouped { vec![ch.group_cap; ch.groups] } else { Vec::new() };
+    let group_left = &mut s.group_left;
+    group_left.clear();
+    if grouped {
+        group_left.resize(ch.groups, ch.group_cap);
+    }
     let mut group_used = 0usize;
     // Sorting only the prefix that is taken (in growing chunks) gives the same sequence as
     // sorting everything.
-    let mut taken = Vec::new();
+    let taken = &mut s.greedy;
+    taken.clear();
     let mut total = 0.0;
     let mut left = ch.limit;
     let mut start = 0;
@@ -279,7 +329,7 @@ fn respond_counts(ch: &Choice, rho: &[f64]) -> (f64, Option<Vec<(usize, f64)>>, 
         chunk *= 4;
     }
     if group_used <= ch.max_groups && taken.len() <= ch.max_clusters {
-        return (total, None, taken);
+        return (total, false);
     }
     // Greedy breaks a count limit: price the total instead.
     if !sorted {
@@ -339,10 +389,10 @@ fn respond_counts(ch: &Choice, rho: &[f64]) -> (f64, Option<Vec<(usize, f64)>>, 
     }
     let (bound, mu, by_groups) = best;
     if mu.is_nan() {
-        return (total, None, taken);
+        return (total, false);
     }
     // The response at the best `μ`: what the priced bound takes.
-    let mut response = Vec::new();
+    response.clear();
     if by_groups {
         let mut tally = vec![0.0f64; ch.groups];
         let mut used = vec![0u64; ch.groups];
@@ -368,7 +418,7 @@ fn respond_counts(ch: &Choice, rho: &[f64]) -> (f64, Option<Vec<(usize, f64)>>, 
         response.extend(vals.into_iter().take(ch.max_clusters).map(|(_, c, x)| (c, x)));
     }
     response.sort_by_key(|&(c, _)| c);
-    (bound, Some(response), taken)
+    (bound, true)
 }
 
 /// Fills each topology group up to its cap with the candidates whose value (`items`, most
@@ -414,17 +464,19 @@ struct Force {
 
 impl Force {
     /// Whether `taken` (`(cluster, units)`, candidates in `cands` order) meets the constraint.
-    fn met(&self, cands: &Cands, taken: &[(usize, f64)]) -> bool {
-        let mut counts = vec![0.0f64; self.groups];
+    /// `counts` is a buffer.
+    fn met(&self, cands: &Cands, taken: &[(usize, f64)], counts: &mut Vec<f64>) -> bool {
+        counts.clear();
+        counts.resize(self.groups, 0.0);
         for &(c, x) in taken {
             // Candidates are in cluster order.
             if let Some(j) = cands.position(c) {
                 counts[self.group[j] as usize] += x;
             }
         }
-        let used: Vec<f64> = counts.into_iter().filter(|&n| n > 0.0).collect();
-        let (lo, hi) = used.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &n| (lo.min(n), hi.max(n)));
-        used.len() >= self.min && self.skew.is_none_or(|s| used.is_empty() || hi - lo <= s as f64)
+        let used = counts.iter().filter(|&&n| n > 0.0);
+        let (n, lo, hi) = used.fold((0usize, f64::INFINITY, 0.0f64), |(k, lo, hi), &n| (k + 1, lo.min(n), hi.max(n)));
+        n >= self.min && self.skew.is_none_or(|s| n == 0 || hi - lo <= s as f64)
     }
 }
 
@@ -438,55 +490,110 @@ impl Force {
 /// the best such count's value within the group (its best units first); at least `min` groups
 /// are used and at most `max` (and `limit / L`), so `Σ best min F_g(L) + Σ positive F_g(L) of
 /// the next best` bounds it, and the largest bound over `L` bounds every response.
-fn force_bound(ch: &Choice, f: &Force, rho: &[f64]) -> Option<(f64, Vec<(usize, f64)>)> {
+fn force_bound(
+    ch: &Choice,
+    f: &Force,
+    rho: &[f64],
+    s: &mut ForceScratch,
+    response: &mut Vec<(usize, f64)>,
+) -> Option<f64> {
+    response.clear();
     let n = ch.cands.len();
-    let mut order: Vec<usize> = (0..n).collect();
+    let ForceScratch { order, start, next, by_group, units_to, value_to, room, positive, values } = s;
+    order.clear();
+    order.extend(0..n);
     order.sort_by(|&a, &b| rho[b].total_cmp(&rho[a]).then(a.cmp(&b)));
     let cap = |i: usize| u64::from(ch.cands.get(i).1).min(ch.limit);
-    // Per group its candidates, best first.
-    let mut per: Vec<Vec<usize>> = vec![Vec::new(); f.groups];
-    for &i in &order {
-        per[f.group[i] as usize].push(i);
+    // Per group its candidates, best first, in one list (group `g` at `start[g]..start[g + 1]`),
+    // with the units and the value of the group's candidates up to each one: the bound reads the
+    // best `t` units of a group for many `t` and groups, at every price round.
+    start.clear();
+    start.resize(f.groups + 1, 0);
+    for &g in &f.group {
+        start[g as usize + 1] += 1;
     }
-    let room: Vec<u64> = per.iter().map(|g| g.iter().map(|&i| cap(i)).sum()).collect();
-    let positive: Vec<u64> = per.iter().map(|g| g.iter().filter(|&&i| rho[i] > 0.0).map(|&i| cap(i)).sum()).collect();
-    // The best `t` units of group `g`, as a value and as `(candidate, units)`.
-    let best_units = |g: usize, t: u64, out: Option<&mut Vec<(usize, f64)>>| -> f64 {
+    for g in 0..f.groups {
+        start[g + 1] += start[g];
+    }
+    next.clear();
+    next.extend_from_slice(start);
+    by_group.clear();
+    by_group.resize(n, 0);
+    for &i in order.iter() {
+        let g = f.group[i] as usize;
+        by_group[next[g]] = i;
+        next[g] += 1;
+    }
+    units_to.clear();
+    units_to.resize(n, 0);
+    value_to.clear();
+    value_to.resize(n, 0.0);
+    room.clear();
+    room.resize(f.groups, 0);
+    positive.clear();
+    positive.resize(f.groups, 0);
+    for g in 0..f.groups {
+        let (mut u, mut v) = (0u64, 0.0f64);
+        for k in start[g]..start[g + 1] {
+            let i = by_group[k];
+            let x = cap(i);
+            u += x;
+            // Summed in the order the best units are taken, so a prefix is what adding them
+            // one by one gives.
+            v += rho[i] * x as f64;
+            units_to[k] = u;
+            value_to[k] = v;
+            if rho[i] > 0.0 {
+                positive[g] = u;
+            }
+        }
+        room[g] = u;
+    }
+    let (order, start, by_group, units_to, value_to, room, positive) =
+        (&*order, &*start, &*by_group, &*units_to, &*value_to, &*room, &*positive);
+    // The value of the best `t` units of group `g`.
+    let best_value = |g: usize, t: u64| -> f64 {
+        let (from, to) = (start[g], start[g + 1]);
+        if t == 0 || from == to {
+            return 0.0;
+        }
+        let k = from + units_to[from..to].partition_point(|&u| u < t);
+        if k == to {
+            return value_to[to - 1];
+        }
+        let (before_units, before_value) = if k == from { (0, 0.0) } else { (units_to[k - 1], value_to[k - 1]) };
+        if units_to[k] == t { value_to[k] } else { before_value + rho[by_group[k]] * (t - before_units) as f64 }
+    };
+    // The best `t` units of group `g` as `(cluster, units)`.
+    let best_units = |g: usize, t: u64, out: &mut Vec<(usize, f64)>| {
         let mut left = t;
-        let mut v = 0.0;
-        let mut out = out;
-        for &i in &per[g] {
+        for &i in &by_group[start[g]..start[g + 1]] {
             if left == 0 {
                 break;
             }
             let x = cap(i).min(left);
             left -= x;
-            v += rho[i] * x as f64;
-            if let Some(o) = out.as_deref_mut() {
-                o.push((ch.cands.get(i).0 as usize, x as f64));
-            }
+            out.push((ch.cands.get(i).0 as usize, x as f64));
         }
-        v
     };
     let need = f.need.max(1);
     let min = f.min.max(1);
     match f.skew {
         None => {
-            let mut entries: Vec<(f64, usize)> =
-                (0..f.groups).filter(|&g| room[g] >= need).map(|g| (best_units(g, need, None), g)).collect();
-            if entries.len() < min || (min as u64).saturating_mul(need) > ch.limit {
+            values.clear();
+            values.extend((0..f.groups).filter(|&g| room[g] >= need).map(|g| (best_value(g, need), g)));
+            if values.len() < min || (min as u64).saturating_mul(need) > ch.limit {
                 return None;
             }
-            entries.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-            let mut response = Vec::new();
+            values.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
             let mut value = 0.0;
-            for &(v, g) in &entries[..min] {
+            for &(v, g) in &values[..min] {
                 value += v;
-                best_units(g, need, Some(&mut response));
+                best_units(g, need, response);
             }
             // The rest: the best positive units overall.
             let mut left = ch.limit - min as u64 * need;
-            for &i in &order {
+            for &i in order {
                 if left == 0 || rho[i] <= 0.0 {
                     break;
                 }
@@ -495,18 +602,17 @@ fn force_bound(ch: &Choice, f: &Force, rho: &[f64]) -> Option<(f64, Vec<(usize, 
                 value += rho[i] * x as f64;
                 response.push((ch.cands.get(i).0 as usize, x as f64));
             }
-            Some((value, response))
+            Some(value)
         }
         Some(skew) => {
             let mut best: Option<(f64, u64)> = None;
-            let mut values: Vec<(f64, usize)> = Vec::new();
             // F_g(L) and the groups a bound at `L` takes.
             let at = |l: u64, values: &mut Vec<(f64, usize)>| -> Option<(f64, usize)> {
                 values.clear();
                 for g in 0..f.groups {
                     if room[g] >= l {
                         let t = positive[g].clamp(l, l + skew).min(room[g]);
-                        values.push((best_units(g, t, None), g));
+                        values.push((best_value(g, t), g));
                     }
                 }
                 if values.len() < min {
@@ -523,22 +629,35 @@ fn force_bound(ch: &Choice, f: &Force, rho: &[f64]) -> Option<(f64, Vec<(usize, 
                 Some((v, k))
             };
             for l in need..=ch.limit / min as u64 {
-                if let Some((v, _)) = at(l, &mut values)
+                if let Some((v, _)) = at(l, values)
                     && best.is_none_or(|b| v > b.0)
                 {
                     best = Some((v, l));
                 }
             }
             let (value, l) = best?;
-            let (_, k) = at(l, &mut values)?;
-            let mut response = Vec::new();
+            let (_, k) = at(l, values)?;
             for &(_, g) in &values[..k] {
                 let t = positive[g].clamp(l, l + skew).min(room[g]);
-                best_units(g, t, Some(&mut response));
+                best_units(g, t, response);
             }
-            Some((value, response))
+            Some(value)
         }
     }
+}
+
+/// Buffers of [`force_bound`], reused across calls.
+#[derive(Default)]
+struct ForceScratch {
+    order: Vec<usize>,
+    start: Vec<usize>,
+    next: Vec<usize>,
+    by_group: Vec<usize>,
+    units_to: Vec<u64>,
+    value_to: Vec<f64>,
+    room: Vec<u64>,
+    positive: Vec<u64>,
+    values: Vec<(f64, usize)>,
 }
 
 /// One workload's relaxed choice sets: per affinity group, the clusters it may use with their
@@ -852,7 +971,7 @@ pub(crate) fn prepare(fleet: &Fleet<'_>, filters: &Filters<'_>, contexts: &[Work
             }
         }
     }
-    let zero = lagrangian(&relaxed, &vec![0.0; free.len()], &top, &free, None, nr);
+    let zero = lagrangian(&relaxed, &vec![0.0; free.len()], &top, &free, None, nr, &mut Vec::new());
     Prepared { values, relaxed, free, top, zero }
 }
 
@@ -865,29 +984,56 @@ fn lagrangian(
     free: &[f64],
     prices: Option<&[f64]>,
     nr: usize,
+    scratch: &mut Vec<Scratch>,
 ) -> (f64, Vec<f64>) {
     let mut load = vec![0.0f64; free.len()];
     let mut value: f64 = y.iter().zip(top).zip(free).filter(|((y, _), _)| **y > 0.0).map(|((y, t), f)| y * t * f).sum();
     // Each workload's best response is independent given the prices; the sums below are taken in
-    // workload order, so the result does not depend on how the responses are found.
-    // Small instances respond in well under the cost of handing work to the pool, once per round.
-    let respond = |w| respond(w, prices, nr);
-    let responses: Vec<_> = if relaxed.len() < SEQUENTIAL_BELOW {
-        relaxed.iter().map(respond).collect()
-    } else {
-        super::par_map(relaxed.iter().collect(), respond)
-    };
-    for (w, (total, response)) in relaxed.iter().zip(&responses) {
-        value += total;
-        for &(c, x) in response {
-            let base = c * nr;
-            for &(r, q) in &w.demand {
-                load[base + r] += q * w.unit * x;
+    // workload order, so the result does not depend on how the responses are found. Workloads
+    // go to the pool in a few chunks, each with its own buffers; small instances respond on the
+    // calling thread (handing work to the pool costs more than their whole round).
+    let size = if relaxed.len() < SEQUENTIAL_BELOW { relaxed.len() } else { relaxed.len().div_ceil(RESPONSE_CHUNKS) };
+    let chunks: Vec<&[Relaxed]> = relaxed.chunks(size.max(1)).collect();
+    scratch.resize_with(scratch.len().max(chunks.len()), Scratch::default);
+    let answers: Vec<Answers> = super::par_map(chunks.into_iter().zip(scratch.iter_mut()).collect(), |(ws, s)| {
+        let mut out = Vec::new();
+        let mut a =
+            Answers { totals: Vec::with_capacity(ws.len()), ends: Vec::with_capacity(ws.len()), taken: Vec::new() };
+        for w in ws {
+            a.totals.push(respond(w, prices, nr, s, &mut out));
+            a.taken.extend_from_slice(&out);
+            a.ends.push(a.taken.len());
+        }
+        a
+    });
+    let mut ws = relaxed.iter();
+    for a in &answers {
+        let mut from = 0;
+        for (total, &end) in a.totals.iter().zip(&a.ends) {
+            let Some(w) = ws.next() else { break };
+            value += total;
+            for &(c, x) in &a.taken[from..end] {
+                let base = c * nr;
+                for &(r, q) in &w.demand {
+                    load[base + r] += q * w.unit * x;
+                }
             }
+            from = end;
         }
     }
     (value, load)
 }
+
+/// The best responses of a chunk of workloads, in workload order: each one's value, and its
+/// `(cluster, units)` in `taken` up to its end.
+struct Answers {
+    totals: Vec<f64>,
+    ends: Vec<usize>,
+    taken: Vec<(usize, f64)>,
+}
+
+/// Chunks a round's best responses are split into for the pool (a few per core).
+const RESPONSE_CHUNKS: usize = 32;
 
 /// The certificate of `outcomes` (in placement order), from what [`prepare`] computed for the
 /// same contexts.
@@ -912,13 +1058,15 @@ pub(crate) fn certify(
     // progress.
     let mut theta = 1.0;
     let mut stale = 0;
+    // Response buffers, kept across rounds.
+    let mut scratch = Vec::new();
     let (zero_value, zero_load) = zero;
     let mut zero = Some((*zero_value, zero_load.clone()));
     for round in 0..rounds {
         // Round 0 (zero prices) was computed by `prepare`.
         let (mut value, mut load) = match zero.take() {
             Some(at_zero) => at_zero,
-            None => lagrangian(relaxed, &y, top, free, Some(&prices), nr),
+            None => lagrangian(relaxed, &y, top, free, Some(&prices), nr, &mut scratch),
         };
         if value < best {
             best = value;
