@@ -264,7 +264,9 @@ pub enum Preemption {
     #[default]
     Never,
     /// Displace the fewest replicas of strictly lower-priority workloads needed to fit; the
-    /// victims are re-placed elsewhere where possible.
+    /// victims are re-placed elsewhere where possible. A workload takes back at most what it
+    /// would place if every workload after it in placement order were not there, so a plan is
+    /// kept as it is by the next solve of the same input.
     PreemptLowerPriority,
 }
 
