@@ -51,7 +51,8 @@ pub struct Cluster {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub api_resources: Vec<String>,
     /// Total capacity. A resource not listed has zero capacity (except `pods`, which is only
-    /// enforced where listed).
+    /// enforced where listed). A free amount (capacity less allocated) of exactly
+    /// [`Quantity::MAX`](crate::Quantity::MAX) counts as unlimited.
     #[serde(default, skip_serializing_if = "ResourceList::is_empty")]
     pub capacity: ResourceList,
     /// Already in use by things outside the batch being planned.

@@ -418,9 +418,8 @@ impl Source<'_> {
             3..=4 => Quantity::from_units(u64::from(8 + self.below(32))),
             5 => Quantity::from_units(u64::from(self.u16()) << 20),
             6 => Quantity::ZERO,
-            // Near the top of the range, but never exactly `Quantity::MAX`: the solver reads a
-            // capacity of exactly `u128::MAX` nano-units as "unlimited" (reported; the lead decides
-            // whether that is the contract).
+            // Near the top of the range, but never exactly `Quantity::MAX`, which counts as
+            // unlimited (see `Cluster::capacity`).
             _ => Quantity::from_nanos(u128::MAX - 1 - u128::from(self.byte())),
         }
     }
