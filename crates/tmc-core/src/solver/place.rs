@@ -747,7 +747,7 @@ impl<'a> WorkloadCtx<'a> {
                 return;
             };
             let in_group = |c: usize, g: u32| self.spread.group(k, c) == g;
-            // Whether taking one replica off `c` keeps every minGroups (it only can break one by
+            // Whether taking one replica off `c` keeps every minGroups (it can only break one by
             // emptying the last cluster of a group).
             let keeps_groups = |counts: &Counts, c: usize| count_of(counts, c) > 1 || !self.spread.needs(counts, c);
             let donor = ranked
