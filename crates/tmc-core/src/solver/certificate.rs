@@ -30,9 +30,10 @@
 //! smallest of the valid upper bounds is taken. Integrality across workloads and the remaining
 //! spread rules are relaxed, which only raises the bound.
 //!
-//! Prices are scaled per row by the highest value density that could use it, start at zero and at
-//! prices read off the plan (resources it fills, priced at its marginal value density), and are
-//! improved by projected subgradient steps toward the plan's objective (Polyak, halved after a
+//! Prices are scaled per row by the highest value density that could use it, start at zero, at
+//! the prices of over-demanded pools (`pool_prices`: clusters some workloads are confined to,
+//! priced at their marginal value density) and at prices read off the plan (resources it fills,
+//! priced at its marginal value density), and are improved by projected subgradient steps toward the plan's objective (Polyak, halved after a
 //! few rounds without progress, more when the budget allows many rounds); the smallest value seen
 //! is reported. Everything is summed in
 //! workload order, so the bound is deterministic.
@@ -899,22 +900,30 @@ fn warm_start(
 }
 
 /// What the certificate needs that does not depend on the plan: the objective's values, each
-/// workload's relaxed choices, the row scales and the Lagrangian at zero prices. Computed while
-/// the plan is being made (the placement itself runs on one core).
+/// workload's relaxed choices, the row scales and the first round's prices. Computed while the
+/// plan is being made (the placement itself runs on one core).
 pub(crate) struct Prepared {
     values: Vec<f64>,
     relaxed: Vec<Relaxed>,
     free: Vec<f64>,
     top: Vec<f64>,
-    /// The Lagrangian's value and the rows' load at zero prices (round 0).
-    zero: (f64, Vec<f64>),
+    /// Round 0: the better of zero prices and the pools' prices ([`pool_prices`]).
+    start: Start,
+}
+
+/// Scaled prices and the Lagrangian's value and rows' load at them.
+struct Start {
+    y: Vec<f64>,
+    value: f64,
+    load: Vec<f64>,
 }
 
 /// The number of Lagrangian rounds for `relaxed`: about 1e6 pair evaluations in total, between
-/// 1 and [`MAX_ROUNDS`]. Round 0 is at zero prices, round 1 at the plan's prices (`warm_start`);
-/// the subgradient steps go on from the better of the two. Where one round already takes the
-/// budget (several million pairs), the bound is the zero-price one: a second round could only try
-/// the plan's prices, with no step after it.
+/// 1 and [`MAX_ROUNDS`]. Round 0 is at zero prices or the pools' prices, whichever is better
+/// (both found by [`prepare`]), round 1 at the plan's prices (`warm_start`); the subgradient steps
+/// go on from the better of the two. Where one round already takes the budget (several million
+/// pairs), the bound is the zero-price one: pools are not priced and a second round could only
+/// try the plan's prices, with no step after it.
 fn rounds(relaxed: &[Relaxed]) -> usize {
     let pairs: usize = relaxed.iter().flat_map(|w| &w.choices).map(|ch| ch.cands.len()).sum::<usize>().max(1);
     (1_000_000 / pairs).clamp(1, MAX_ROUNDS)
@@ -971,8 +980,129 @@ pub(crate) fn prepare(fleet: &Fleet<'_>, filters: &Filters<'_>, contexts: &[Work
             }
         }
     }
-    let zero = lagrangian(&relaxed, &vec![0.0; free.len()], &top, &free, None, nr, &mut Vec::new());
-    Prepared { values, relaxed, free, top, zero }
+    let mut scratch = Vec::new();
+    let zero = vec![0.0; free.len()];
+    let (value, load) = lagrangian(&relaxed, &zero, &top, &free, None, nr, &mut scratch);
+    let mut start = Start { y: zero, value, load };
+    if stepped {
+        let prices = pool_prices(&relaxed, &free, &top, nr);
+        if prices.iter().any(|&p| p > 0.0) {
+            let y: Vec<f64> = prices.iter().zip(&top).map(|(&p, &t)| if t > 0.0 { p / t } else { 0.0 }).collect();
+            let (value, load) = lagrangian(&relaxed, &y, &top, &free, Some(&prices), nr, &mut scratch);
+            if value < start.value {
+                start = Start { y, value, load };
+            }
+        }
+    }
+    Prepared { values, relaxed, free, top, start }
+}
+
+/// Largest pool, in clusters, that [`pool_prices`] prices.
+const POOL_MAX_CLUSTERS: usize = 64;
+
+/// Most pools [`pool_prices`] looks at (the smallest first).
+const MAX_POOLS: usize = 1_024;
+
+/// Prices (unscaled) for pools of clusters that the workloads confined to them over-demand.
+///
+/// A pool is a set of clusters that is some workload's whole candidate set (over its affinity
+/// groups); its members are the workloads whose candidate sets lie inside it. When the members
+/// want more of a resource than the pool has in total, pricing that resource on the pool's
+/// clusters at the value density of the marginal member (the fractional knapsack's) takes off
+/// what cannot fit: GPU workloads confined to the few GPU clusters, or workloads pinned to one
+/// cluster. Per pool one resource is priced, the one whose knapsack cuts the most value; pools go
+/// smallest first and skip those overlapping a priced one, since charging the same members on
+/// two rows double counts (at 1k x 100 high: 3.98e6 with overlaps, 3.95e6 without, next to the
+/// LP relaxation's 3.94e6). Any prices give a valid bound; these are only a starting point, and
+/// mostly zero: subgradient steps from the plan's prices spread prices over every row and, at a
+/// few rounds, never bring them back down.
+fn pool_prices(relaxed: &[Relaxed], free: &[f64], top: &[f64], nr: usize) -> Vec<f64> {
+    use std::collections::BTreeMap;
+    // Distinct candidate sets (sorted clusters) and the workloads that have them.
+    let mut sets: BTreeMap<Vec<u32>, Vec<usize>> = BTreeMap::new();
+    for (k, w) in relaxed.iter().enumerate() {
+        let mut set: Vec<u32> = w.choices.iter().flat_map(|ch| ch.cands.iter().map(|(c, _, _)| c)).collect();
+        set.sort_unstable();
+        set.dedup();
+        if !set.is_empty() && set.len() <= POOL_MAX_CLUSTERS {
+            sets.entry(set).or_default().push(k);
+        }
+    }
+    // Sets by their first cluster: a subset of a pool starts at one of the pool's clusters.
+    let mut by_first: BTreeMap<u32, Vec<&Vec<u32>>> = BTreeMap::new();
+    for set in sets.keys() {
+        by_first.entry(set[0]).or_default().push(set);
+    }
+    let mut pools: Vec<&Vec<u32>> = sets.keys().collect();
+    pools.sort_by_key(|s| s.len());
+    pools.truncate(MAX_POOLS);
+
+    let mut prices = vec![0.0f64; free.len()];
+    let mut priced = vec![false; free.len() / nr.max(1)];
+    let mut items: Vec<(f64, f64)> = Vec::new();
+    for pool in pools {
+        if pool.iter().any(|&c| priced[c as usize]) {
+            continue;
+        }
+        let members: Vec<usize> = pool
+            .iter()
+            .filter_map(|c| by_first.get(c))
+            .flatten()
+            .filter(|set| set.len() <= pool.len() && is_subset(set, pool))
+            .flat_map(|set| sets[*set].iter().copied())
+            .collect();
+        // (value cut, resource, price) of the resource whose knapsack cuts the most.
+        let mut best: Option<(f64, usize, f64)> = None;
+        for r in 0..nr {
+            let rows = pool.iter().map(|&c| c as usize * nr + r);
+            if rows.clone().any(|i| !free[i].is_finite() || top[i] <= 0.0) {
+                continue;
+            }
+            let supply: f64 = rows.map(|i| free[i]).sum();
+            items.clear();
+            for &k in &members {
+                let w = &relaxed[k];
+                let Some(&(_, q)) = w.demand.iter().find(|&&(dr, q)| dr == r && q > 0.0) else { continue };
+                let units = w
+                    .choices
+                    .iter()
+                    .map(|ch| (ch.limit as f64).min(ch.cands.iter().map(|(_, cap, _)| f64::from(cap)).sum()))
+                    .fold(0.0, f64::max);
+                items.push((w.value / w.unit / q, units * w.unit * q));
+            }
+            // Densest first; the sort is stable, so ties stay in workload order.
+            items.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let (mut filled, mut kept, mut price) = (0.0, 0.0, None);
+            for &(density, amount) in &items {
+                if filled + amount >= supply {
+                    kept += density * (supply - filled);
+                    price = Some(density);
+                    break;
+                }
+                filled += amount;
+                kept += density * amount;
+            }
+            let Some(price) = price.filter(|&p| p > 0.0) else { continue };
+            let cut = items.iter().map(|&(d, a)| d * a).sum::<f64>() - kept;
+            if best.is_none_or(|(b, _, _)| cut > b) {
+                best = Some((cut, r, price));
+            }
+        }
+        if let Some((_, r, price)) = best {
+            for &c in pool {
+                let i = c as usize * nr + r;
+                prices[i] = price.min(top[i]);
+                priced[c as usize] = true;
+            }
+        }
+    }
+    prices
+}
+
+/// Whether sorted `a` is a subset of sorted `b`.
+fn is_subset(a: &[u32], b: &[u32]) -> bool {
+    let mut rest = b.iter();
+    a.iter().all(|x| rest.by_ref().any(|y| y == x))
 }
 
 /// The Lagrangian's value at scaled prices `y` (`prices = y · top`, `None` where `y` is all zero) and
@@ -1043,11 +1173,11 @@ pub(crate) fn certify(
     contexts: &[WorkloadCtx<'_>],
     outcomes: &[Outcome],
 ) -> Certificate {
-    let Prepared { values, relaxed, free, top, zero } = prepared;
+    let Prepared { values, relaxed, free, top, start } = prepared;
     let nr = fleet.resources.len();
     let objective: f64 = outcomes.iter().zip(values).map(|(o, v)| o.placed() as f64 * v).sum();
-    let mut y = vec![0.0f64; free.len()];
-    let mut prices = vec![0.0f64; free.len()];
+    let mut y = start.y.clone();
+    let mut prices: Vec<f64> = y.iter().zip(top).map(|(y, t)| y * t).collect();
     let mut best = f64::INFINITY;
     let mut best_y = y.clone();
     let rounds = rounds(relaxed);
@@ -1060,12 +1190,11 @@ pub(crate) fn certify(
     let mut stale = 0;
     // Response buffers, kept across rounds.
     let mut scratch = Vec::new();
-    let (zero_value, zero_load) = zero;
-    let mut zero = Some((*zero_value, zero_load.clone()));
+    let mut first = Some((start.value, start.load.clone()));
     for round in 0..rounds {
-        // Round 0 (zero prices) was computed by `prepare`.
-        let (mut value, mut load) = match zero.take() {
-            Some(at_zero) => at_zero,
+        // Round 0 was computed by `prepare`.
+        let (mut value, mut load) = match first.take() {
+            Some(at_start) => at_start,
             None => lagrangian(relaxed, &y, top, free, Some(&prices), nr, &mut scratch),
         };
         if value < best {
@@ -1073,9 +1202,9 @@ pub(crate) fn certify(
             best_y.copy_from_slice(&y);
             stale = 0;
         } else if round == 1 {
-            // The plan's prices did not help: step from zero prices instead.
+            // The plan's prices did not help: step from round 0's instead.
             y.copy_from_slice(&best_y);
-            load.copy_from_slice(zero_load);
+            load.copy_from_slice(&start.load);
             value = best;
         } else {
             stale += 1;
@@ -1213,5 +1342,70 @@ mod tests {
         let (objective, bound) = bound_of(clusters, w);
         assert_eq!(objective, 4.0);
         assert!(bound <= 4.0 + 1e-9, "bound {bound}");
+    }
+
+    /// The prepared round 0 of `workloads` on `clusters`: its scaled prices per (cluster,
+    /// resource) row and its value, and the value at zero prices.
+    fn round_zero(clusters: Vec<Cluster>, workloads: Vec<Workload>) -> (Vec<f64>, f64, f64) {
+        let input = PlacementInput { clusters, workloads, ..PlacementInput::default() };
+        let fleet = super::Fleet::compile(&input);
+        let order: Vec<&Workload> = input.workloads.iter().collect();
+        let filters = super::Filters::compile(&order, &fleet.clusters, None);
+        let contexts: Vec<_> =
+            order.iter().enumerate().map(|(i, w)| super::WorkloadCtx::new(i, w, &fleet, &filters, None)).collect();
+        let prepared = super::prepare(&fleet, &filters, &contexts);
+        let at_zero: f64 = prepared.values.iter().zip(&contexts).map(|(v, wc)| v * wc.replicas() as f64).sum();
+        (prepared.start.y.clone(), prepared.start.value, at_zero)
+    }
+
+    fn pinned(name: &str, to: &str, priority: i32, replicas: u32) -> Workload {
+        let mut w = workload(replicas);
+        w.name = name.into();
+        w.priority = priority;
+        w.cluster_affinities = vec![ClusterAffinity { cluster_names: vec![to.into()], ..Default::default() }];
+        w
+    }
+
+    #[test]
+    fn pools_price_what_the_workloads_confined_to_them_over_demand() {
+        // Eight replicas pinned to a cluster with room for four, and ten that may go anywhere:
+        // the optimum keeps the four high-priority ones (value 3 each) and places the ten on
+        // `big`, 22 in all. Zero prices bound it by 26; pricing `small`'s cpu at the marginal
+        // density (3) gives 22 at once.
+        let clusters = vec![cluster("small", "za", "p", 4), cluster("big", "zb", "p", 100)];
+        let workloads = vec![pinned("high", "small", 2, 4), pinned("low", "small", 0, 4), workload(10)];
+        let (y, value, at_zero) = round_zero(clusters, workloads);
+        assert_eq!(at_zero, 26.0);
+        assert!((value - 22.0).abs() < 1e-9, "round 0 bound {value}");
+        // One row, `small`'s cpu: nobody is confined to `big`.
+        assert_eq!(y.iter().filter(|&&y| y > 0.0).count(), 1, "scaled prices {y:?}");
+    }
+
+    #[test]
+    fn a_pool_prices_only_the_resource_that_cuts_the_most() {
+        // Both cpu and memory of `small` are over-demanded by what is pinned there; memory cuts
+        // more (room for one replica against two). Pricing both would charge the pinned
+        // workloads twice and count both rows' capacity: only memory is priced.
+        let mut small = cluster("small", "za", "p", 2);
+        small.capacity.insert("memory".into(), Quantity::from_units(1));
+        let mut big = cluster("big", "zb", "p", 100);
+        big.capacity.insert("memory".into(), Quantity::from_units(100));
+        let mut workloads = vec![pinned("high", "small", 2, 4), pinned("low", "small", 0, 4)];
+        for w in &mut workloads {
+            w.resources.insert("memory".into(), Quantity::from_units(1));
+        }
+        let (y, value, at_zero) = round_zero(vec![small, big], workloads);
+        let priced: Vec<usize> = (0..y.len()).filter(|&i| y[i] > 0.0).collect();
+        assert_eq!(priced.len(), 1, "scaled prices {y:?}");
+        // One high-priority replica fits: value 3.
+        assert!((value - 3.0).abs() < 1e-9, "round 0 bound {value} (zero prices: {at_zero})");
+    }
+
+    #[test]
+    fn subsets_of_sorted_clusters() {
+        assert!(super::is_subset(&[1, 3], &[0, 1, 2, 3]));
+        assert!(super::is_subset(&[], &[0]));
+        assert!(!super::is_subset(&[1, 4], &[0, 1, 2, 3]));
+        assert!(!super::is_subset(&[0, 1], &[1]));
     }
 }
