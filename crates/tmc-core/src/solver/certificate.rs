@@ -33,10 +33,10 @@
 //! Prices are scaled per row by the highest value density that could use it, start at zero, at
 //! the prices of over-demanded pools (`pool_prices`: clusters some workloads are confined to,
 //! priced at their marginal value density) and at prices read off the plan (resources it fills,
-//! priced at its marginal value density), and are improved by projected subgradient steps toward the plan's objective (Polyak, halved after a
-//! few rounds without progress, more when the budget allows many rounds); the smallest value seen
-//! is reported. Everything is summed in
-//! workload order, so the bound is deterministic.
+//! priced at its marginal value density), and are improved by projected subgradient steps toward
+//! the plan's objective (Polyak, in each row's price times its capacity, halved after a few
+//! rounds without progress, more when the budget allows many rounds); the smallest value seen is
+//! reported. Everything is summed in workload order, so the bound is deterministic.
 //!
 //! `gap = (bound − objective) / bound` (0 when the bound is 0).
 
@@ -1227,17 +1227,23 @@ pub(crate) fn certify(
         if round + 1 == rounds {
             break;
         }
-        // Projected subgradient step toward the plan's objective (Polyak, scaled by `theta`), in
-        // the scaled prices: `∂/∂y[i] = (free[i] − load[i]) · top[i]`.
+        // Projected subgradient step toward the plan's objective (Polyak, scaled by `theta`) in
+        // each row's price times its capacity, `u[i] = λ[i] · free[i]` (the row's worth), where
+        // `∂/∂u[i] = (free[i] − load[i]) / free[i]`: every row moves by its relative slack, so
+        // rows of small clusters and scarce resources settle as fast as large ones (stepping in
+        // `y` moved rows by `top[i]²`, and 1k x 100 ended 0.1% higher).
         let grad: Vec<f64> =
-            top.iter().zip(free).zip(&load).map(|((&t, &f), &l)| if t > 0.0 { (f - l) * t } else { 0.0 }).collect();
+            top.iter().zip(free).zip(&load).map(|((&t, &f), &l)| if t > 0.0 { (f - l) / f } else { 0.0 }).collect();
         let sq: f64 = grad.iter().zip(&y).filter(|(g, y)| **g < 0.0 || **y > 0.0).map(|(g, _)| g * g).sum();
         if sq <= 0.0 || best <= objective || theta < MIN_THETA {
             break;
         }
         let step = theta * (value - objective).max(value * 1e-3) / sq;
-        for ((y, g), (lambda, &t)) in y.iter_mut().zip(&grad).zip(prices.iter_mut().zip(top)) {
-            *y = (*y - step * g).clamp(0.0, 1.0);
+        for (((y, g), (lambda, &t)), &f) in y.iter_mut().zip(&grad).zip(prices.iter_mut().zip(top)).zip(free) {
+            if t > 0.0 {
+                // `u = y · top · free`.
+                *y = (*y - step * g / (t * f)).clamp(0.0, 1.0);
+            }
             *lambda = *y * t;
         }
     }
