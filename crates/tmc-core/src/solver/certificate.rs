@@ -1003,6 +1003,10 @@ const POOL_MAX_CLUSTERS: usize = 64;
 /// Most pools [`pool_prices`] looks at (the smallest first).
 const MAX_POOLS: usize = 1_024;
 
+/// Most subset checks [`pool_prices`] makes (about a millisecond): the pools left once they are
+/// spent stay unpriced, so many small distinct candidate sets cannot make it quadratic.
+const MAX_POOL_CHECKS: usize = 2_000_000;
+
 /// Prices (unscaled) for pools of clusters that the workloads confined to them over-demand.
 ///
 /// A pool is a set of clusters that is some workload's whole candidate set (over its affinity
@@ -1012,7 +1016,7 @@ const MAX_POOLS: usize = 1_024;
 /// what cannot fit: GPU workloads confined to the few GPU clusters, or workloads pinned to one
 /// cluster. Per pool one resource is priced, the one whose knapsack cuts the most value; pools go
 /// smallest first and skip those overlapping a priced one, since charging the same members on
-/// two rows double counts (at 1k x 100 high: 3.98e6 with overlaps, 3.95e6 without, next to the
+/// two rows double counts (at 1k x 100 high: 3.97e6 with overlaps, 3.95e6 without, next to the
 /// LP relaxation's 3.94e6). Any prices give a valid bound; these are only a starting point, and
 /// mostly zero: subgradient steps from the plan's prices spread prices over every row and, at a
 /// few rounds, never bring them back down.
@@ -1040,10 +1044,16 @@ fn pool_prices(relaxed: &[Relaxed], free: &[f64], top: &[f64], nr: usize) -> Vec
     let mut prices = vec![0.0f64; free.len()];
     let mut priced = vec![false; free.len() / nr.max(1)];
     let mut items: Vec<(f64, f64)> = Vec::new();
+    let mut checks = MAX_POOL_CHECKS;
     for pool in pools {
         if pool.iter().any(|&c| priced[c as usize]) {
             continue;
         }
+        let candidates = pool.iter().filter_map(|c| by_first.get(c)).map(Vec::len).sum::<usize>();
+        if candidates > checks {
+            break;
+        }
+        checks -= candidates;
         let members: Vec<usize> = pool
             .iter()
             .filter_map(|c| by_first.get(c))
