@@ -1003,8 +1003,9 @@ const POOL_MAX_CLUSTERS: usize = 64;
 /// Most pools [`pool_prices`] looks at (the smallest first).
 const MAX_POOLS: usize = 1_024;
 
-/// Most subset checks [`pool_prices`] makes (about a millisecond): the pools left once they are
-/// spent stay unpriced, so many small distinct candidate sets cannot make it quadratic.
+/// Most subset checks [`pool_prices`] makes (each compares at most [`POOL_MAX_CLUSTERS`]
+/// clusters): the pools left once they are spent stay unpriced, so many small distinct
+/// candidate sets cannot make it quadratic.
 const MAX_POOL_CHECKS: usize = 2_000_000;
 
 /// Prices (unscaled) for pools of clusters that the workloads confined to them over-demand.
