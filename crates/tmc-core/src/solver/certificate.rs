@@ -32,7 +32,8 @@
 //!
 //! Prices are scaled per row by the highest value density that could use it, start at zero, at
 //! the prices of over-demanded pools (`pool_prices`: clusters some workloads are confined to,
-//! priced at their marginal value density) and at prices read off the plan (resources it fills,
+//! priced at their marginal value density; also raised to the fleet-wide shortage's prices,
+//! `fleet_prices`) and at prices read off the plan (resources it fills,
 //! priced at its marginal value density), and are improved by projected subgradient steps toward
 //! the plan's objective (Polyak, in each row's price times its capacity, halved after a few
 //! rounds without progress, more when the budget allows many rounds); the smallest value seen is
@@ -919,7 +920,8 @@ struct Start {
 }
 
 /// The number of Lagrangian rounds for `relaxed`: about 1e6 pair evaluations in total, between
-/// 1 and [`MAX_ROUNDS`]. Round 0 is at zero prices or the pools' prices, whichever is better
+/// 1 and [`MAX_ROUNDS`]. Round 0 is at zero prices or the pools' prices (alone or raised to
+/// the fleet-wide ones), whichever is best
 /// (both found by [`prepare`]), round 1 at the plan's prices (`warm_start`); the subgradient steps
 /// go on from the better of the two. Where one round already takes the budget (several million
 /// pairs), the bound is the zero-price one: pools are not priced and a second round could only
@@ -985,8 +987,13 @@ pub(crate) fn prepare(fleet: &Fleet<'_>, filters: &Filters<'_>, contexts: &[Work
     let (value, load) = lagrangian(&relaxed, &zero, &top, &free, None, nr, &mut scratch);
     let mut start = Start { y: zero, value, load };
     if stepped {
-        let prices = pool_prices(&relaxed, &free, &top, nr);
-        if prices.iter().any(|&p| p > 0.0) {
+        // Two candidates: the pools' prices, and those raised to the fleet-wide ones (where the
+        // whole fleet is short of a resource, e.g. pods at 20k x 50); the better one is kept.
+        let pools = pool_prices(&relaxed, &free, &top, nr);
+        let fleet_wide: Vec<f64> =
+            pools.iter().zip(fleet_prices(&relaxed, &free, &top, nr)).map(|(&p, f)| p.max(f)).collect();
+        let candidates = if fleet_wide == pools { vec![pools] } else { vec![pools, fleet_wide] };
+        for prices in candidates.into_iter().filter(|p| p.iter().any(|&p| p > 0.0)) {
             let y: Vec<f64> = prices.iter().zip(&top).map(|(&p, &t)| if t > 0.0 { p / t } else { 0.0 }).collect();
             let (value, load) = lagrangian(&relaxed, &y, &top, &free, Some(&prices), nr, &mut scratch);
             if value < start.value {
@@ -1074,26 +1081,11 @@ fn pool_prices(relaxed: &[Relaxed], free: &[f64], top: &[f64], nr: usize) -> Vec
             for &k in &members {
                 let w = &relaxed[k];
                 let Some(&(_, q)) = w.demand.iter().find(|&&(dr, q)| dr == r && q > 0.0) else { continue };
-                let units = w
-                    .choices
-                    .iter()
-                    .map(|ch| (ch.limit as f64).min(ch.cands.iter().map(|(_, cap, _)| f64::from(cap)).sum()))
-                    .fold(0.0, f64::max);
-                items.push((w.value / w.unit / q, units * w.unit * q));
+                items.push((w.value / w.unit / q, max_units(w) * w.unit * q));
             }
             // Densest first; the sort is stable, so ties stay in workload order.
             items.sort_by(|a, b| b.0.total_cmp(&a.0));
-            let (mut filled, mut kept, mut price) = (0.0, 0.0, None);
-            for &(density, amount) in &items {
-                if filled + amount >= supply {
-                    kept += density * (supply - filled);
-                    price = Some(density);
-                    break;
-                }
-                filled += amount;
-                kept += density * amount;
-            }
-            let Some(price) = price.filter(|&p| p > 0.0) else { continue };
+            let Some((price, kept)) = marginal_density(&items, supply) else { continue };
             let cut = items.iter().map(|&(d, a)| d * a).sum::<f64>() - kept;
             if best.is_none_or(|(b, _, _)| cut > b) {
                 best = Some((cut, r, price));
@@ -1108,6 +1100,56 @@ fn pool_prices(relaxed: &[Relaxed], free: &[f64], top: &[f64], nr: usize) -> Vec
         }
     }
     prices
+}
+
+/// Prices (unscaled) for the resources the whole fleet is short of: per resource, every row that
+/// some workload may use is priced at the fractional knapsack's marginal value density over all
+/// workloads and the fleet's total free amount. At 20k x 50 high pods are short fleet-wide (the
+/// LP relaxation prices them at 201 on 48 of 50 clusters); no pool holds that, since small
+/// pools come first and overlapping ones are skipped.
+fn fleet_prices(relaxed: &[Relaxed], free: &[f64], top: &[f64], nr: usize) -> Vec<f64> {
+    let mut prices = vec![0.0f64; free.len()];
+    let mut items: Vec<(f64, f64)> = Vec::new();
+    for r in 0..nr {
+        let rows = || (r..free.len()).step_by(nr.max(1)).filter(|&i| top[i] > 0.0 && free[i].is_finite());
+        let supply: f64 = rows().map(|i| free[i]).sum();
+        items.clear();
+        for w in relaxed {
+            let Some(&(_, q)) = w.demand.iter().find(|&&(dr, q)| dr == r && q > 0.0) else { continue };
+            items.push((w.value / w.unit / q, max_units(w) * w.unit * q));
+        }
+        // Densest first; the sort is stable, so ties stay in workload order.
+        items.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let Some(price) = marginal_density(&items, supply).map(|(price, _)| price) else { continue };
+        for i in rows() {
+            prices[i] = price.min(top[i]);
+        }
+    }
+    prices
+}
+
+/// The most units `w` can place in one choice set, by count limit and candidate caps.
+fn max_units(w: &Relaxed) -> f64 {
+    w.choices
+        .iter()
+        .map(|ch| (ch.limit as f64).min(ch.cands.iter().map(|(_, cap, _)| f64::from(cap)).sum()))
+        .fold(0.0, f64::max)
+}
+
+/// The fractional knapsack over `items` (`(density, amount)`, densest first) with `supply`: the
+/// density of the item that does not fit whole, and the value kept; `None` when everything fits
+/// (or the marginal density is 0).
+fn marginal_density(items: &[(f64, f64)], supply: f64) -> Option<(f64, f64)> {
+    let (mut filled, mut kept) = (0.0, 0.0);
+    for &(density, amount) in items {
+        if filled + amount >= supply {
+            kept += density * (supply - filled);
+            return (density > 0.0).then_some((density, kept));
+        }
+        filled += amount;
+        kept += density * amount;
+    }
+    None
 }
 
 /// Whether sorted `a` is a subset of sorted `b`.
@@ -1416,6 +1458,22 @@ mod tests {
         assert_eq!(priced.len(), 1, "scaled prices {y:?}");
         // One high-priority replica fits: value 3.
         assert!((value - 3.0).abs() < 1e-9, "round 0 bound {value} (zero prices: {at_zero})");
+    }
+
+    #[test]
+    fn fleet_wide_shortage_is_priced_where_pools_overlap() {
+        // Six replicas pinned to `a` price its cpu as a pool; the pool {a, b} of the other two
+        // overlaps it and is skipped. The fleet as a whole has 8 cpu for 18 replicas, 12 of them
+        // worth 3: the optimum is 24. Pool prices alone bound it by 28; raised to the fleet-wide
+        // price (3 on every cpu row) the bound is 24.
+        let clusters = vec![cluster("a", "za", "p", 4), cluster("b", "zb", "p", 4)];
+        let mut high = workload(6);
+        high.name = "high".into();
+        high.priority = 2;
+        let workloads = vec![pinned("pinned", "a", 2, 6), high, workload(6)];
+        let (_, value, at_zero) = round_zero(clusters, workloads);
+        assert_eq!(at_zero, 42.0);
+        assert!((value - 24.0).abs() < 1e-9, "round 0 bound {value}");
     }
 
     #[test]
