@@ -921,9 +921,8 @@ struct Start {
 
 /// The number of Lagrangian rounds for `relaxed`: about 1e6 pair evaluations in total, between
 /// 1 and [`MAX_ROUNDS`]. Round 0 is at zero prices or the pools' prices (alone or raised to
-/// the fleet-wide ones), whichever is best
-/// (both found by [`prepare`]), round 1 at the plan's prices (`warm_start`); the subgradient steps
-/// go on from the better of the two. Where one round already takes the budget (several million
+/// the fleet-wide ones), whichever is best (all found by [`prepare`]), round 1 at the plan's
+/// prices (`warm_start`); the subgradient steps go on from the better of the two. Where one round already takes the budget (several million
 /// pairs), the bound is the zero-price one: pools are not priced and a second round could only
 /// try the plan's prices, with no step after it.
 fn rounds(relaxed: &[Relaxed]) -> usize {
