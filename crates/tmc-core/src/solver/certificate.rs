@@ -988,9 +988,10 @@ pub(crate) fn prepare(fleet: &Fleet<'_>, filters: &Filters<'_>, contexts: &[Work
     if stepped {
         // Two candidates: the pools' prices, and those raised to the fleet-wide ones (where the
         // whole fleet is short of a resource, e.g. pods at 20k x 50); the better one is kept.
-        let pools = pool_prices(&relaxed, &free, &top, nr);
+        let units: Vec<f64> = relaxed.iter().map(max_units).collect();
+        let pools = pool_prices(&relaxed, &units, &free, &top, nr);
         let fleet_wide: Vec<f64> =
-            pools.iter().zip(fleet_prices(&relaxed, &free, &top, nr)).map(|(&p, f)| p.max(f)).collect();
+            pools.iter().zip(fleet_prices(&relaxed, &units, &free, &top, nr)).map(|(&p, f)| p.max(f)).collect();
         let candidates = if fleet_wide == pools { vec![pools] } else { vec![pools, fleet_wide] };
         for prices in candidates.into_iter().filter(|p| p.iter().any(|&p| p > 0.0)) {
             let y: Vec<f64> = prices.iter().zip(&top).map(|(&p, &t)| if t > 0.0 { p / t } else { 0.0 }).collect();
@@ -1027,7 +1028,7 @@ const MAX_POOL_CHECKS: usize = 2_000_000;
 /// LP relaxation's 3.94e6). Any prices give a valid bound; these are only a starting point, and
 /// mostly zero: subgradient steps from the plan's prices spread prices over every row and, at a
 /// few rounds, never bring them back down.
-fn pool_prices(relaxed: &[Relaxed], free: &[f64], top: &[f64], nr: usize) -> Vec<f64> {
+fn pool_prices(relaxed: &[Relaxed], units: &[f64], free: &[f64], top: &[f64], nr: usize) -> Vec<f64> {
     use std::collections::BTreeMap;
     // Distinct candidate sets (sorted clusters) and the workloads that have them.
     let mut sets: BTreeMap<Vec<u32>, Vec<usize>> = BTreeMap::new();
@@ -1076,14 +1077,7 @@ fn pool_prices(relaxed: &[Relaxed], free: &[f64], top: &[f64], nr: usize) -> Vec
                 continue;
             }
             let supply: f64 = rows.map(|i| free[i]).sum();
-            items.clear();
-            for &k in &members {
-                let w = &relaxed[k];
-                let Some(&(_, q)) = w.demand.iter().find(|&&(dr, q)| dr == r && q > 0.0) else { continue };
-                items.push((w.value / w.unit / q, max_units(w) * w.unit * q));
-            }
-            // Densest first; the sort is stable, so ties stay in workload order.
-            items.sort_by(|a, b| b.0.total_cmp(&a.0));
+            knapsack_items(members.iter().map(|&k| (&relaxed[k], units[k])), r, &mut items);
             let Some((price, kept)) = marginal_density(&items, supply) else { continue };
             let cut = items.iter().map(|&(d, a)| d * a).sum::<f64>() - kept;
             if best.is_none_or(|(b, _, _)| cut > b) {
@@ -1106,19 +1100,13 @@ fn pool_prices(relaxed: &[Relaxed], free: &[f64], top: &[f64], nr: usize) -> Vec
 /// workloads and the fleet's total free amount. At 20k x 50 high pods are short fleet-wide (the
 /// LP relaxation prices them at 201 on 48 of 50 clusters); no pool holds that, since small
 /// pools come first and overlapping ones are skipped.
-fn fleet_prices(relaxed: &[Relaxed], free: &[f64], top: &[f64], nr: usize) -> Vec<f64> {
+fn fleet_prices(relaxed: &[Relaxed], units: &[f64], free: &[f64], top: &[f64], nr: usize) -> Vec<f64> {
     let mut prices = vec![0.0f64; free.len()];
     let mut items: Vec<(f64, f64)> = Vec::new();
     for r in 0..nr {
         let rows = || (r..free.len()).step_by(nr.max(1)).filter(|&i| top[i] > 0.0 && free[i].is_finite());
         let supply: f64 = rows().map(|i| free[i]).sum();
-        items.clear();
-        for w in relaxed {
-            let Some(&(_, q)) = w.demand.iter().find(|&&(dr, q)| dr == r && q > 0.0) else { continue };
-            items.push((w.value / w.unit / q, max_units(w) * w.unit * q));
-        }
-        // Densest first; the sort is stable, so ties stay in workload order.
-        items.sort_by(|a, b| b.0.total_cmp(&a.0));
+        knapsack_items(relaxed.iter().zip(units.iter().copied()), r, &mut items);
         let Some(price) = marginal_density(&items, supply).map(|(price, _)| price) else { continue };
         for i in rows() {
             prices[i] = price.min(top[i]);
@@ -1133,6 +1121,18 @@ fn max_units(w: &Relaxed) -> f64 {
         .iter()
         .map(|ch| (ch.limit as f64).min(ch.cands.iter().map(|(_, cap, _)| f64::from(cap)).sum()))
         .fold(0.0, f64::max)
+}
+
+/// The fractional knapsack's items for resource `r` in `items`: for each workload of `ws` (with
+/// its most units) that needs `r`, its value per unit of `r` and the most of `r` it can take.
+/// Densest first; the sort is stable, so ties stay in the order of `ws`.
+fn knapsack_items<'a>(ws: impl Iterator<Item = (&'a Relaxed, f64)>, r: usize, items: &mut Vec<(f64, f64)>) {
+    items.clear();
+    for (w, units) in ws {
+        let Some(&(_, q)) = w.demand.iter().find(|&&(dr, q)| dr == r && q > 0.0) else { continue };
+        items.push((w.value / w.unit / q, units * w.unit * q));
+    }
+    items.sort_by(|a, b| b.0.total_cmp(&a.0));
 }
 
 /// The fractional knapsack over `items` (`(density, amount)`, densest first) with `supply`: the
