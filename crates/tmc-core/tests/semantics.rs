@@ -877,6 +877,48 @@ clusters:
     assert!(e.message.contains("replicas moved to make room for default/pinned"), "{}", e.message);
 }
 
+/// A trade takes out the blockers that free the room the workload is short of, not those with
+/// the most replicas: `pinned` needs one replica's memory on `a` (and one on `c`, another zone)
+/// and is placed last. The four `light` workloads hold more replicas on `a`, but taking them
+/// out frees too little and loses their higher-priority replicas; `heavy` frees the memory of two
+/// `pinned` replicas and has room on `b`. (Single moves cannot start `pinned`: it needs two
+/// zones at once.)
+#[test]
+fn a_trade_takes_out_the_blockers_that_free_the_short_resource() {
+    let fleet = "
+clusters:
+  - {name: a, labels: {fast: 'yes'}, location: {zone: z1}, capacity: {cpu: '100', memory: '10'}}
+  - {name: b, location: {zone: z1}, capacity: {cpu: '100', memory: '100'}}
+  - {name: c, location: {zone: z2}, capacity: {cpu: '100', memory: '100'}}
+";
+    let mut workloads = String::from(
+        "  - {name: heavy, priority: 10, replicas: 1, resources: {memory: '6'}, clusterAffinity: {clusterNames: [a, b]}, numberOfClusters: 1, preferences: [{weight: 100, labelSelector: {matchLabels: {fast: 'yes'}}}]}\n",
+    );
+    for n in 1..=4 {
+        workloads.push_str(&format!(
+            "  - {{name: light-{n}, priority: 10, replicas: 2, resources: {{memory: 500m}}, clusterAffinity: {{clusterNames: [a]}}}}\n"
+        ));
+    }
+    workloads.push_str(
+        "  - {name: pinned, replicas: 2, resources: {memory: '3'}, clusterAffinity: {clusterNames: [a, c]}, spreadConstraints: [{topologyKey: zone, minGroups: 2}]}",
+    );
+    let plan = check(
+        &with(fleet, &workloads),
+        "default/heavy Scheduled b=1
+         default/light-1 Scheduled a=2
+         default/light-2 Scheduled a=2
+         default/light-3 Scheduled a=2
+         default/light-4 Scheduled a=2
+         default/pinned Scheduled a=1 c=1",
+    );
+    assert!(
+        plan.placements[0].message.contains("moved to make room for default/pinned"),
+        "{}",
+        plan.placements[0].message
+    );
+    assert_plan_is_stable(&with(fleet, &workloads));
+}
+
 /// Clusters full of one resource trade units: `cpu-heavy` on `a` and `mem-heavy` on `b` swap
 /// one replica each, which frees the CPU `pinned` needs on `a`. Moving either alone does not fit,
 /// and taking either out loses one of its higher-priority replicas.

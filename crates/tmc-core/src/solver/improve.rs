@@ -9,9 +9,10 @@
 //! most; the budgets are shared, so large fleets get one round):
 //!
 //! - **Trades.** For each workload that is not fully placed (highest priority first), the step
-//!   tries a few *blockers*: movable workloads with replicas on clusters the workload admits. A
-//!   trial takes the blockers out, extends the workload (it only grows) and places the blockers
-//!   again from scratch. It is kept when the certified objective (replicas weighted by priority)
+//!   tries a few *blockers*: movable workloads with replicas on clusters the workload admits and
+//!   is short of room on, those that free the most room for it first (in its replicas, of the
+//!   resource that binds it on each cluster). A trial takes the blockers out, extends the
+//!   workload (it only grows) and places the blockers again from scratch. It is kept when the certified objective (replicas weighted by priority)
 //!   rises, even when a blocker of higher priority ends with fewer replicas: the objective weighs
 //!   priorities linearly, and a workload that may not preempt has no claim on lower-priority
 //!   replicas (one that may is never left short next to them, see below). Trading a
@@ -281,21 +282,30 @@ fn trade(
             continue;
         }
         let mask = filters.mask(wc.filters[outcomes[i].term]);
-        // Blockers: fresh workloads on the clusters `i` admits, most replicas there first.
-        let mut weight: Vec<(u64, usize)> = Vec::new();
+        let missing = wc.replicas().saturating_sub(outcomes[i].placed());
+        // Blockers: fresh workloads on the clusters `i` admits and is short of room on, most room
+        // freed there first (in replicas of `i`, of the resource that binds it on each cluster).
+        let mut weight: Vec<(f64, usize)> = Vec::new();
         for c in mask.admitted() {
+            let (fit, binding) = fleet.fit(usage, c, &wc.demand);
+            let Some(b) = binding.filter(|_| fit < missing) else {
+                continue;
+            };
+            let per = demand_of(wc, b);
             for &j in &board.residents[c] {
                 if j == i || !board.movable(j) {
                     continue;
                 }
                 let here = count_of(&outcomes[j].counts, c);
+                let freed = (here as f64) * (demand_of(&contexts[j], b) as f64) / (per.max(1) as f64);
                 match weight.iter_mut().find(|(_, x)| *x == j) {
-                    Some(e) => e.0 += here,
-                    None => weight.push((here, j)),
+                    Some(e) => e.0 += freed,
+                    None => weight.push((freed, j)),
                 }
             }
         }
-        weight.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        weight.retain(|&(freed, _)| freed > 0.0);
+        weight.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         // Trials: the first blocker, then the first two, ... (several workloads may share the
         // cluster `i` needs).
         let blockers: Vec<usize> = weight.iter().take(BLOCKERS_PER_WORKLOAD).map(|&(_, j)| j).collect();
@@ -551,6 +561,11 @@ fn make_room(
         }
     }
     (fleet.fit(trial, c, demand).0 >= need && !shifted.is_empty()).then_some(shifted)
+}
+
+/// What one replica of `wc` needs of resource `r` (0 when it does not ask for it).
+fn demand_of(wc: &WorkloadCtx<'_>, r: usize) -> u128 {
+    wc.demand.0.iter().find(|&&(x, _)| x == r).map_or(0, |&(_, q)| q)
 }
 
 /// Workload `j`'s counts during a trial: as moved so far (`shifted`), else as in the plan.
