@@ -661,6 +661,29 @@ workloads:
 }
 
 #[test]
+fn stable_when_freed_room_takes_a_duplicated_copy_a_guard_kept_out() {
+    // w01 traded for w05's second replica on c02; w00 (Duplicated on every cluster with room)
+    // did not grow into the room left there, since w03 (a short preemptor of higher priority)
+    // guarded c02; the next solve extended w00 to c02 all the same.
+    assert_plan_is_stable(
+        "
+clusters:
+  - {name: c00, location: {provider: aws, region: r0, zone: z0}, capacity: {cpu: '1', memory: 1Gi}}
+  - {name: c01, location: {provider: aws, region: r0, zone: z1}, capacity: {cpu: '1', memory: 1Gi}}
+  - {name: c02, location: {provider: aws, region: r0, zone: z2}, capacity: {cpu: '3', memory: 2Gi}}
+workloads:
+  - {name: w00, replicas: 1, resources: {cpu: 250m, memory: 256Mi}, replicaScheduling: {type: Duplicated}, priority: -1}
+  - {name: w01, replicas: 3, resources: {cpu: 250m, memory: 256Mi}, clusterAffinity: {clusterNames: [c02]}}
+  - {name: w02, replicas: 1, resources: {cpu: 250m, memory: 256Mi}, replicaScheduling: {type: Duplicated}, numberOfClusters: 1}
+  - {name: w03, replicas: 2, resources: {cpu: 250m, memory: 768Mi}, replicaScheduling: {type: Duplicated}, preemption: PreemptLowerPriority}
+  - {name: w05, replicas: 2, resources: {cpu: 250m, memory: 1Gi}, clusterAffinity: {clusterNames: [c02]}, priority: 1}
+  - {name: w06, replicas: 1, resources: {cpu: 250m, memory: 256Mi}, replicaScheduling: {type: Duplicated}, priority: -1}
+  - {name: w07, replicas: 1, resources: {cpu: 250m, memory: 256Mi}, replicaScheduling: {division: Aggregated}}
+",
+    );
+}
+
+#[test]
 fn stable_when_a_move_changes_a_rebalancing_workloads_target() {
     // w00 moved to c01 after w02 (rebalance Always) was placed against it; the next solve
     // rebalanced w02.

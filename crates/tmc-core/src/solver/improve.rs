@@ -39,9 +39,11 @@
 //! the moves have changed what is placed before them.
 //!
 //! Work is bounded by budgets in cluster visits: a trial costs about one placement over the
-//! fleet, so trades get about 30,000 visits' worth of trials (300 at 100 clusters, 30 at 1,000);
-//! shifts get 200,000 visits up to 100 clusters and proportionally fewer on larger fleets, and
-//! one target cluster at most 20,000 of them. Deterministic: fixed orders, ties by index.
+//! fleet, and ranking a workload's blockers one visit per eight residents weighed. Trades get
+//! 120,000 visits' worth up to 100 clusters and proportionally fewer on larger fleets (1,200
+//! trials at 100 clusters, at least 16: 16 at 1,000); shifts get 200,000 visits up to 100
+//! clusters and proportionally fewer on larger fleets, and one target cluster at most 20,000 of
+//! them. Deterministic: fixed orders, ties by index.
 
 use super::{
     extend,
@@ -54,8 +56,12 @@ use crate::{Division, Preemption, RebalancePolicy};
 /// A trial's gain, the grown outcome and the blockers' new outcomes.
 type Trial = (f64, Outcome, Vec<(usize, Outcome)>);
 
-/// The improvement step's budget, in cluster visits (trials x clusters).
-const TRIAL_CLUSTER_VISITS: usize = 30_000;
+/// The trades' budget up to 100 clusters, in cluster visits (trials x clusters); larger fleets
+/// get proportionally fewer.
+const TRIAL_CLUSTER_VISITS: usize = 120_000;
+
+/// Residents whose room a blocker ranking weighs per cluster visit of the budget.
+const RESIDENTS_PER_VISIT: usize = 8;
 
 /// Blockers tried per workload.
 const BLOCKERS_PER_WORKLOAD: usize = 4;
@@ -223,8 +229,10 @@ pub(crate) fn improve<'s>(
         }
     }
     // Trades and shifts open room for each other; the budgets are shared by all rounds, so
-    // large fleets (which spend them in the first) get one.
-    let mut trials = (TRIAL_CLUSTER_VISITS / fleet.clusters.len().max(1)).max(16);
+    // large fleets (which spend them in the first) get one. A trial re-places workloads over
+    // fleet-sized state, so larger fleets get proportionally fewer visits: 120,000 up to 100
+    // clusters, 12,000 at 1,000 (the floor of 16 trials then).
+    let mut trials = (TRIAL_CLUSTER_VISITS * 100 / fleet.clusters.len().max(100) / fleet.clusters.len().max(1)).max(16);
     // Shifts read fleet-sized state per target, so larger fleets get proportionally fewer
     // visits: 200,000 up to 100 clusters, 20,000 at 1,000.
     let mut visits = SHIFT_CLUSTER_VISITS * 100 / fleet.clusters.len().max(100);
@@ -261,6 +269,9 @@ fn trade(
             fleet.remove(&mut fixed, &o.counts, &wc.demand);
         }
     }
+    // Each blocker's entry in `weight`, by workload (`NONE` between workloads).
+    const NONE: usize = usize::MAX;
+    let mut slot = vec![NONE; n];
     for i in 0..n {
         if *budget == 0 {
             break;
@@ -286,24 +297,34 @@ fn trade(
         // Blockers: fresh workloads on the clusters `i` admits and is short of room on, most room
         // freed there first (in replicas of `i`, of the resource that binds it on each cluster).
         let mut weight: Vec<(f64, usize)> = Vec::new();
+        let mut examined = 0;
         for c in mask.admitted() {
             let (fit, binding) = fleet.fit(usage, c, &wc.demand);
             let Some(b) = binding.filter(|_| fit < missing) else {
                 continue;
             };
             let per = demand_of(wc, b);
+            examined += board.residents[c].len();
             for &j in &board.residents[c] {
                 if j == i || !board.movable(j) {
                     continue;
                 }
                 let here = count_of(&outcomes[j].counts, c);
                 let freed = (here as f64) * (demand_of(&contexts[j], b) as f64) / (per.max(1) as f64);
-                match weight.iter_mut().find(|(_, x)| *x == j) {
-                    Some(e) => e.0 += freed,
-                    None => weight.push((freed, j)),
+                match slot[j] {
+                    NONE => {
+                        slot[j] = weight.len();
+                        weight.push((freed, j));
+                    }
+                    s => weight[s].0 += freed,
                 }
             }
         }
+        for &(_, j) in &weight {
+            slot[j] = NONE;
+        }
+        // Examining a resident costs about an eighth of what a trial's cluster visit does.
+        *budget = budget.saturating_sub(examined / (RESIDENTS_PER_VISIT * fleet.clusters.len().max(1)));
         weight.retain(|&(freed, _)| freed > 0.0);
         weight.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         // Trials: the first blocker, then the first two, ... (several workloads may share the
@@ -675,7 +696,9 @@ fn grow_into_freed(board: &mut Board<'_>, usage: &mut Usage, outcomes: &mut [Out
         fleet.remove(&mut others, &o.counts, &wc.demand);
         let kept = Kept { term: o.term, counts: o.counts.clone(), complete: false, degraded: false };
         let mut grown = extend(wc, fleet, filters, &others, kept);
-        if grown.placed() > o.placed() && !board.intrudes(x, o, &grown) {
+        // The next solve extends such a workload into every cluster with room whatever the
+        // guards say, so it grows here too.
+        if grown.placed() > o.placed() && (every_cluster || !board.intrudes(x, o, &grown)) {
             fleet.remove(usage, &o.counts, &wc.demand);
             fleet.add(usage, &grown.counts, &wc.demand);
             let completes = grown.complete && !o.complete && wc.w.preemption == Preemption::PreemptLowerPriority;
