@@ -257,6 +257,10 @@ fn trade(
     outcomes: &mut [Outcome],
     budget: &mut usize,
 ) -> bool {
+    // A spent budget (large fleets spend it in the first round) skips building `fixed` below.
+    if *budget == 0 {
+        return false;
+    }
     let (contexts, fleet, filters) = (board.contexts, board.fleet, board.filters);
     let n = contexts.len();
     let mut changed = false;
