@@ -12,10 +12,11 @@
 //!   tries a few *blockers*: movable workloads with replicas on clusters the workload admits and
 //!   is short of room on, those that free the most room for it first (in its replicas, of the
 //!   resource that binds it on each cluster). A trial takes the blockers out, extends the
-//!   workload (it only grows) and places the blockers again from scratch. It is kept when the certified objective (replicas weighted by priority)
-//!   rises, even when a blocker of higher priority ends with fewer replicas: the objective weighs
-//!   priorities linearly, and a workload that may not preempt has no claim on lower-priority
-//!   replicas (one that may is never left short next to them, see below). Trading a
+//!   workload (it only grows) and places the blockers again from scratch. It is kept when the
+//!   certified objective (replicas weighted by priority) rises, even when a blocker of higher
+//!   priority ends with fewer replicas: the objective weighs priorities linearly, and a workload
+//!   that may not preempt has no claim on lower-priority replicas (one that may is never left
+//!   short next to them, see below). Trading a
 //!   higher-priority Duplicated copy for more lower-priority replicas is what took the fast
 //!   solver from 92.8% to 100% of the exact optimum at 30 x 5 (`exact_vs_fast`).
 //! - **Shifts.** For each workload still not fully placed, on a few clusters it may grow on, single
@@ -508,8 +509,7 @@ fn make_room(
         // What a unit of resident `j` (on `c` or elsewhere) needs of the binding resource.
         let need_of = |j: usize| -> u128 {
             let wj = &contexts[j];
-            let per = wj.demand.0.iter().find(|&&(r, _)| r == b).map_or(0, |&(_, q)| q);
-            per.saturating_mul(u128::from(unit_of(wj)))
+            demand_of(wj, b).saturating_mul(u128::from(unit_of(wj)))
         };
         // Residents of `c` that may move, most of the binding resource per unit first.
         let mut movers: Vec<(u128, usize)> = board.residents[c]
