@@ -371,6 +371,33 @@ clusters:
 }
 
 #[test]
+fn max_groups_counts_the_room_of_a_whole_group() {
+    // One provider at most: the preferred provider has one cluster, the other two. Starting from
+    // the best-ranked cluster settles on the preferred provider (6 of 18, or 1 of 2 copies); the
+    // other provider holds 12 (or both copies), so that is the placement, whatever the division.
+    let fleet = "
+clusters:
+  - {name: home, labels: {site: home}, location: {provider: onprem}, capacity: {cpu: '100'}}
+  - {name: gcp-1, location: {provider: gcp}, capacity: {cpu: '100'}}
+  - {name: gcp-2, location: {provider: gcp}, capacity: {cpu: '100'}}
+";
+    let policy = "spreadConstraints: [{topologyKey: provider, maxGroups: 1}], \
+                  preferences: [{weight: 100, labelSelector: {matchLabels: {site: home}}}]";
+    for division in ["Aggregated", "Dynamic"] {
+        let workload = format!(
+            "  - {{name: w, replicas: 18, resources: {{cpu: '1'}}, {policy}, \
+             replicaScheduling: {{division: {division}, maxReplicasPerCluster: 6}}}}"
+        );
+        check(&with(fleet, &workload), "default/w PartiallyScheduled gcp-1=6 gcp-2=6");
+    }
+    let copies = format!(
+        "  - {{name: w, replicas: 2, resources: {{cpu: '1'}}, {policy}, numberOfClusters: 2, \
+         replicaScheduling: {{type: Duplicated}}}}"
+    );
+    check(&with(fleet, &copies), "default/w Scheduled gcp-1=2 gcp-2=2");
+}
+
+#[test]
 fn skew_repair_never_opens_a_group_beyond_another_constraints_max_groups() {
     let yaml = "
 clusters:

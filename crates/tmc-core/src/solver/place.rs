@@ -191,6 +191,9 @@ pub(crate) struct Survey {
     pub no_room: NoRoomList,
 }
 
+/// Topology groups tried first in turn, at most, when a placement under maxGroups falls short.
+const GROUP_TRIALS: usize = 4;
+
 /// Everything about one workload that does not change while the batch is placed.
 #[derive(Clone)]
 pub(crate) struct WorkloadCtx<'a> {
@@ -586,15 +589,34 @@ impl<'a> WorkloadCtx<'a> {
         let mut counts: Counts = if r == 0 {
             Counts::new()
         } else if !self.divided() {
-            let sel = select(&ranked, &self.spread, limit, &initial, true, None);
-            if sel.shortfalls.is_empty() {
-                let mut counts: Counts = sel.chosen.iter().map(|&c| (c, r)).collect();
-                counts.sort_unstable();
-                counts
-            } else {
-                notes.extend(sel.shortfalls);
-                Counts::new()
+            let copies = |order: &[usize], notes: &mut Vec<String>| {
+                let sel = select(order, &self.spread, limit, &initial, true, None);
+                if sel.shortfalls.is_empty() {
+                    let mut counts: Counts = sel.chosen.iter().map(|&c| (c, r)).collect();
+                    counts.sort_unstable();
+                    counts
+                } else {
+                    notes.extend(sel.shortfalls);
+                    Counts::new()
+                }
+            };
+            let mut counts = copies(&ranked, &mut notes);
+            // As for Divided below: under maxGroups, the best-ranked group can hold fewer copies
+            // than another.
+            if let Some(n) = w.number_of_clusters.map(|n| n as usize).filter(|&n| counts.len() < n) {
+                for first in self.group_first_orders(&ranked, counts.len() as u64, |_| 1) {
+                    if counts.len() == n {
+                        break;
+                    }
+                    let mut group_notes = Vec::new();
+                    let grouped = copies(&first, &mut group_notes);
+                    if grouped.len() > counts.len() {
+                        counts = grouped;
+                        notes = group_notes;
+                    }
+                }
             }
+            counts
         } else {
             let mut caps = raw.clone();
             for c in &cands {
@@ -678,6 +700,23 @@ impl<'a> WorkloadCtx<'a> {
                     notes = room_notes;
                 }
             }
+            // Both orders start from single clusters, so under maxGroups they can settle in a
+            // group that holds fewer replicas than another (an Aggregated workload limited to one
+            // provider takes the best-scored provider's one cluster, while another provider has
+            // two).
+            if placed_of(&counts) < r {
+                for first in self.group_first_orders(order, placed_of(&counts), |c| caps[c]) {
+                    if placed_of(&counts) == r {
+                        break;
+                    }
+                    let mut group_notes = Vec::new();
+                    let grouped = split_over(&first, &mut group_notes);
+                    if placed_of(&grouped) > placed_of(&counts) {
+                        counts = grouped;
+                        notes = group_notes;
+                    }
+                }
+            }
             counts
         };
         // Safety net: never commit a decision set that breaks a hard constraint.
@@ -712,6 +751,33 @@ impl<'a> WorkloadCtx<'a> {
         }
         cands.sort_unstable();
         Outcome { term, counts, complete, candidates: cands, notes, ..Outcome::default() }
+    }
+
+    /// Under the first spread constraint with maxGroups, the orders that try each topology group
+    /// first (its clusters first, in `order`, then the rest), for the groups whose clusters could
+    /// hold more than `placed` units (`cap` per cluster): the roomiest group first, at most
+    /// [`GROUP_TRIALS`] of them. Empty without maxGroups.
+    fn group_first_orders(&self, order: &[usize], placed: u64, cap: impl Fn(usize) -> u64) -> Vec<Vec<usize>> {
+        let Some(k) = self.spread.constraints.iter().position(|s| s.max_groups.is_some()) else {
+            return Vec::new();
+        };
+        let mut per_group: std::collections::BTreeMap<u32, u64> = std::collections::BTreeMap::new();
+        for &c in order {
+            let units = per_group.entry(self.spread.group(k, c)).or_default();
+            *units = units.saturating_add(cap(c));
+        }
+        let mut room: Vec<(u64, u32)> = per_group.into_iter().map(|(g, units)| (units, g)).collect();
+        room.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        room.iter()
+            .filter(|&&(units, _)| units > placed)
+            .take(GROUP_TRIALS)
+            .map(|&(_, g)| {
+                let (mut first, rest): (Vec<usize>, Vec<usize>) =
+                    order.iter().partition(|&&c| self.spread.group(k, c) == g);
+                first.extend(rest);
+                first
+            })
+            .collect()
     }
 
     /// Moves replicas from the largest to the smallest group of a skew-violating constraint;
