@@ -398,6 +398,47 @@ clusters:
 }
 
 #[test]
+fn room_is_made_in_every_group_a_spread_needs_at_once() {
+    // Six small workloads fill the two zones `w` may use, one replica in each. `w` needs six
+    // replicas in each zone at once (minGroups 2, minReplicasPerCluster 6): taking four of them
+    // out (a trade) frees too little, so room is made in both zones by moving their replicas to
+    // `c`, one at a time.
+    let mut yaml = String::from(
+        "
+clusters:
+  - {name: a, location: {zone: z1}, capacity: {cpu: '6'}}
+  - {name: b, location: {zone: z2}, capacity: {cpu: '6'}}
+  - {name: c, location: {zone: z3}, capacity: {cpu: '100'}}
+workloads:
+  - name: w
+    replicas: 12
+    resources: {cpu: '1'}
+    clusterAffinity: {locationSelector: {zones: [z1, z2]}}
+    spreadConstraints: [{topologyKey: zone, minGroups: 2}]
+    replicaScheduling: {minReplicasPerCluster: 6}
+",
+    );
+    for k in 1..=6 {
+        yaml.push_str(&format!(
+            "  - {{name: s{k}, replicas: 2, resources: {{cpu: '1'}}, numberOfClusters: 2, \
+             preferences: [{{weight: 100, locationSelector: {{zones: [z1, z2]}}}}]}}\n"
+        ));
+    }
+    check(
+        &yaml,
+        "
+        default/s1 Scheduled c=2
+        default/s2 Scheduled c=2
+        default/s3 Scheduled c=2
+        default/s4 Scheduled c=2
+        default/s5 Scheduled c=2
+        default/s6 Scheduled c=2
+        default/w Scheduled a=6 b=6
+        ",
+    );
+}
+
+#[test]
 fn skew_repair_never_opens_a_group_beyond_another_constraints_max_groups() {
     let yaml = "
 clusters:

@@ -1,6 +1,8 @@
 //! Placing one workload: candidates, scores, selection, division, skew repair and verification;
 //! keeping and trimming previous decisions; and the rebalance move toward today's placement.
 
+use std::collections::BTreeMap;
+
 use super::{
     divide,
     filter::{Admission, Filters},
@@ -761,7 +763,7 @@ impl<'a> WorkloadCtx<'a> {
         let Some(k) = self.spread.constraints.iter().position(|s| s.max_groups.is_some()) else {
             return Vec::new();
         };
-        let mut per_group: std::collections::BTreeMap<u32, u64> = std::collections::BTreeMap::new();
+        let mut per_group: BTreeMap<u32, u64> = BTreeMap::new();
         for &c in order {
             let units = per_group.entry(self.spread.group(k, c)).or_default();
             *units = units.saturating_add(cap(c));
@@ -947,6 +949,38 @@ impl<'a> WorkloadCtx<'a> {
     /// and within every spread constraint's `maxGroups`.
     pub fn may_open(&self, counts: &[(usize, u64)], c: usize) -> bool {
         self.w.number_of_clusters.is_none_or(|m| counts.len() < m as usize) && self.spread.may_join(counts, c)
+    }
+
+    /// For a placement that must start in several topology groups at once: under the first
+    /// spread constraint with `minGroups` above 1, one cluster in each of `minGroups` groups,
+    /// those with the most room (`room` per cluster) first, among `clusters`. Empty when they
+    /// span fewer groups.
+    pub fn group_targets(&self, clusters: impl Iterator<Item = usize>, room: impl Fn(usize) -> u64) -> Vec<usize> {
+        let Some((k, m)) = self
+            .spread
+            .constraints
+            .iter()
+            .enumerate()
+            .find_map(|(k, s)| s.min_groups.filter(|&m| m > 1).map(|m| (k, m as usize)))
+        else {
+            return Vec::new();
+        };
+        // Per group, its roomiest cluster (ties: the first).
+        let mut best: BTreeMap<u32, (u64, usize)> = BTreeMap::new();
+        for c in clusters {
+            let r = room(c);
+            let e = best.entry(self.spread.group(k, c)).or_insert((r, c));
+            if r > e.0 {
+                *e = (r, c);
+            }
+        }
+        best.remove(&u32::MAX);
+        let mut picks: Vec<(u64, usize)> = best.into_values().collect();
+        if picks.len() < m {
+            return Vec::new();
+        }
+        picks.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        picks.into_iter().take(m).map(|(_, c)| c).collect()
     }
 
     /// Whether a placement needs clusters in several topology groups at once (a spread's
