@@ -439,6 +439,48 @@ workloads:
 }
 
 #[test]
+fn room_is_made_in_a_later_affinity_group_when_the_first_cannot_start() {
+    // As above, but `w` prefers `p`, alone in its zone: its first affinity group can never hold
+    // two zones, so room is made in the second one.
+    let mut yaml = String::from(
+        "
+clusters:
+  - {name: p, labels: {tier: primary}, location: {zone: z0}, capacity: {cpu: '100'}}
+  - {name: a, location: {zone: z1}, capacity: {cpu: '6'}}
+  - {name: b, location: {zone: z2}, capacity: {cpu: '6'}}
+  - {name: c, location: {zone: z3}, capacity: {cpu: '100'}}
+workloads:
+  - name: w
+    replicas: 12
+    resources: {cpu: '1'}
+    clusterAffinities:
+      - {name: primary, labelSelector: {matchLabels: {tier: primary}}}
+      - {name: backup, locationSelector: {zones: [z1, z2]}}
+    spreadConstraints: [{topologyKey: zone, minGroups: 2}]
+    replicaScheduling: {minReplicasPerCluster: 6}
+",
+    );
+    for k in 1..=6 {
+        yaml.push_str(&format!(
+            "  - {{name: s{k}, replicas: 2, resources: {{cpu: '1'}}, numberOfClusters: 2, \
+             preferences: [{{weight: 100, locationSelector: {{zones: [z1, z2]}}}}]}}\n"
+        ));
+    }
+    check(
+        &yaml,
+        "
+        default/s1 Scheduled c=2
+        default/s2 Scheduled c=2
+        default/s3 Scheduled c=2
+        default/s4 Scheduled c=2
+        default/s5 Scheduled c=2
+        default/s6 Scheduled c=2
+        default/w Scheduled a=6 b=6 group=backup
+        ",
+    );
+}
+
+#[test]
 fn skew_repair_never_opens_a_group_beyond_another_constraints_max_groups() {
     let yaml = "
 clusters:

@@ -27,7 +27,9 @@
 //!   rearranges several workloads at once, which trades cannot: Dynamic division spreads each
 //!   workload over every cluster with room and leaves capacity in fragments. A workload with
 //!   nothing placed that must start in several topology groups at once (a spread's `minGroups`)
-//!   gets room on the roomiest cluster of each of that many groups in one trial. Weighted workloads
+//!   gets room on the roomiest cluster of each of that many groups in one trial, in its current
+//!   affinity group or, failing that, a later one (40 x 6 went from 98.5% to 99.8% of the exact
+//!   optimum). Weighted workloads
 //!   keep the split their weights give and Aggregated ones keep their clusters. Shifts took
 //!   60 x 8 from 97.9% to 99.8% of the exact optimum and 100 x 10 from 97.1% to 98.5%.
 //!
@@ -490,7 +492,8 @@ fn shift(board: &mut Board<'_>, usage: &mut Usage, outcomes: &mut [Outcome], bud
 
 /// A shift for a workload with nothing placed that must start in several topology groups at
 /// once (a spread's `minGroups`): room is made on the roomiest open cluster of each of that many
-/// groups, one trial for all, and the workload is placed from scratch on the result.
+/// groups, one trial for all, and the workload is placed from scratch on the result, under the
+/// first of its affinity groups (its current one first) where that works.
 fn shift_into_groups(
     board: &mut Board<'_>,
     usage: &mut Usage,
@@ -500,57 +503,67 @@ fn shift_into_groups(
 ) -> bool {
     let (contexts, fleet, filters) = (board.contexts, board.fleet, board.filters);
     let (wc, oi) = (&contexts[i], &outcomes[i]);
-    let mask = filters.mask(wc.filters[oi.term]);
-    let open = mask
-        .admitted()
-        .filter(|&c| mask.admission(c) == Admission::Open && board.guarded[c].is_none_or(|p| p <= wc.w.priority));
-    let targets = wc.group_targets(open, |c| fleet.fit(usage, c, &wc.demand).0);
-    if targets.is_empty() {
-        return false;
-    }
-    let (want, need) = if wc.divided() {
-        let per = wc.replicas().div_ceil(targets.len() as u64).min(wc.max_per());
-        (per.max(wc.min_per()), wc.min_per().max(1))
-    } else {
-        (wc.replicas(), wc.replicas())
-    };
-    let mut trial = usage.clone();
-    let mut shifted = Vec::new();
-    for &c in &targets {
-        *budget = budget.saturating_sub(fleet.clusters.len());
-        let mut allowed = (*budget).min(SHIFT_VISITS_PER_TARGET);
-        let made = make_room(board, outcomes, &mut trial, &mut allowed, &mut shifted, i, c, want, need);
-        *budget -= (*budget).min(SHIFT_VISITS_PER_TARGET) - allowed;
-        if !made {
-            return false;
+    // Its current affinity group first, then the others in order: with nothing placed, any
+    // group may start it (exact mode often starts a workload in a later group).
+    let terms = std::iter::once(oi.term).chain((0..wc.terms.len()).filter(|&t| t != oi.term));
+    for term in terms {
+        if *budget == 0 {
+            break;
         }
+        let mask = filters.mask(wc.filters[term]);
+        let open = mask
+            .admitted()
+            .filter(|&c| mask.admission(c) == Admission::Open && board.guarded[c].is_none_or(|p| p <= wc.w.priority));
+        let targets = wc.group_targets(open, |c| fleet.fit(usage, c, &wc.demand).0);
+        if targets.is_empty() {
+            continue;
+        }
+        let (want, need) = if wc.divided() {
+            let per = wc.replicas().div_ceil(targets.len() as u64).min(wc.max_per());
+            (per.max(wc.min_per()), wc.min_per().max(1))
+        } else {
+            (wc.replicas(), wc.replicas())
+        };
+        let mut trial = usage.clone();
+        let mut shifted = Vec::new();
+        let mut made = true;
+        for &c in &targets {
+            *budget = budget.saturating_sub(fleet.clusters.len());
+            let mut allowed = (*budget).min(SHIFT_VISITS_PER_TARGET);
+            made &= make_room(board, outcomes, &mut trial, &mut allowed, &mut shifted, i, c, want, need);
+            *budget -= (*budget).min(SHIFT_VISITS_PER_TARGET) - allowed;
+            if !made {
+                break;
+            }
+        }
+        if !made || shifted.is_empty() {
+            continue;
+        }
+        let kept = Kept { term, counts: Counts::new(), complete: false, degraded: false };
+        let grown = extend(wc, fleet, filters, &trial, kept);
+        *budget = budget.saturating_sub(fleet.clusters.len());
+        if grown.placed() == 0 {
+            continue;
+        }
+        let mut moves: Vec<(usize, Outcome)> = shifted
+            .into_iter()
+            .map(|(j, counts)| {
+                let mut moved = Outcome { counts, events: Vec::new(), ..outcomes[j].clone() };
+                moved.events.push(format!("replicas moved to make room for {}", wc.w.key()));
+                (j, moved)
+            })
+            .collect();
+        let changed: Vec<(usize, &Outcome)> =
+            moves.iter().map(|(x, o)| (*x, o)).chain(std::iter::once((i, &grown))).collect();
+        if !board.keeps_fixed_point(outcomes, &changed) {
+            continue;
+        }
+        board.freed.extend(moves.iter().flat_map(|(j, _)| outcomes[*j].counts.iter().map(|&(x, _)| x)));
+        moves.push((i, grown));
+        board.commit(usage, outcomes, moves);
+        return true;
     }
-    if shifted.is_empty() {
-        return false;
-    }
-    let kept = Kept { term: oi.term, counts: Counts::new(), complete: false, degraded: false };
-    let grown = extend(wc, fleet, filters, &trial, kept);
-    *budget = budget.saturating_sub(fleet.clusters.len());
-    if grown.placed() == 0 {
-        return false;
-    }
-    let mut moves: Vec<(usize, Outcome)> = shifted
-        .into_iter()
-        .map(|(j, counts)| {
-            let mut moved = Outcome { counts, events: Vec::new(), ..outcomes[j].clone() };
-            moved.events.push(format!("replicas moved to make room for {}", wc.w.key()));
-            (j, moved)
-        })
-        .collect();
-    let changed: Vec<(usize, &Outcome)> =
-        moves.iter().map(|(x, o)| (*x, o)).chain(std::iter::once((i, &grown))).collect();
-    if !board.keeps_fixed_point(outcomes, &changed) {
-        return false;
-    }
-    board.freed.extend(moves.iter().flat_map(|(j, _)| outcomes[*j].counts.iter().map(|&(x, _)| x)));
-    moves.push((i, grown));
-    board.commit(usage, outcomes, moves);
-    true
+    false
 }
 
 /// Moves units of complete movable workloads off cluster `c` until `want` more replicas of
