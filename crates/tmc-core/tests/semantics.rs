@@ -397,13 +397,35 @@ clusters:
     check(&with(fleet, &copies), "default/w Scheduled gcp-1=2 gcp-2=2");
 }
 
+/// `head` (clusters and a workload `w`) with six small workloads that prefer zones z1 and z2
+/// and each put one replica on two clusters there, placed before `w`.
+fn with_six_small_workloads(head: &str) -> String {
+    let mut yaml = String::from(head);
+    for k in 1..=6 {
+        yaml.push_str(&format!(
+            "  - {{name: s{k}, replicas: 2, resources: {{cpu: '1'}}, numberOfClusters: 2, \
+             preferences: [{{weight: 100, locationSelector: {{zones: [z1, z2]}}}}]}}\n"
+        ));
+    }
+    yaml
+}
+
+/// The six small workloads of [`with_six_small_workloads`], moved out of z1 and z2.
+const SIX_MOVED: &str = "
+    default/s1 Scheduled c=2
+    default/s2 Scheduled c=2
+    default/s3 Scheduled c=2
+    default/s4 Scheduled c=2
+    default/s5 Scheduled c=2
+    default/s6 Scheduled c=2";
+
 #[test]
 fn room_is_made_in_every_group_a_spread_needs_at_once() {
     // Six small workloads fill the two zones `w` may use, one replica in each. `w` needs six
     // replicas in each zone at once (minGroups 2, minReplicasPerCluster 6): taking four of them
     // out (a trade) frees too little, so room is made in both zones by moving their replicas to
     // `c`, one at a time.
-    let mut yaml = String::from(
+    let yaml = with_six_small_workloads(
         "
 clusters:
   - {name: a, location: {zone: z1}, capacity: {cpu: '6'}}
@@ -418,31 +440,14 @@ workloads:
     replicaScheduling: {minReplicasPerCluster: 6}
 ",
     );
-    for k in 1..=6 {
-        yaml.push_str(&format!(
-            "  - {{name: s{k}, replicas: 2, resources: {{cpu: '1'}}, numberOfClusters: 2, \
-             preferences: [{{weight: 100, locationSelector: {{zones: [z1, z2]}}}}]}}\n"
-        ));
-    }
-    check(
-        &yaml,
-        "
-        default/s1 Scheduled c=2
-        default/s2 Scheduled c=2
-        default/s3 Scheduled c=2
-        default/s4 Scheduled c=2
-        default/s5 Scheduled c=2
-        default/s6 Scheduled c=2
-        default/w Scheduled a=6 b=6
-        ",
-    );
+    check(&yaml, &format!("{SIX_MOVED}\ndefault/w Scheduled a=6 b=6"));
 }
 
 #[test]
 fn room_is_made_in_a_later_affinity_group_when_the_first_cannot_start() {
     // As above, but `w` prefers `p`, alone in its zone: its first affinity group can never hold
     // two zones, so room is made in the second one.
-    let mut yaml = String::from(
+    let yaml = with_six_small_workloads(
         "
 clusters:
   - {name: p, labels: {tier: primary}, location: {zone: z0}, capacity: {cpu: '100'}}
@@ -460,24 +465,7 @@ workloads:
     replicaScheduling: {minReplicasPerCluster: 6}
 ",
     );
-    for k in 1..=6 {
-        yaml.push_str(&format!(
-            "  - {{name: s{k}, replicas: 2, resources: {{cpu: '1'}}, numberOfClusters: 2, \
-             preferences: [{{weight: 100, locationSelector: {{zones: [z1, z2]}}}}]}}\n"
-        ));
-    }
-    check(
-        &yaml,
-        "
-        default/s1 Scheduled c=2
-        default/s2 Scheduled c=2
-        default/s3 Scheduled c=2
-        default/s4 Scheduled c=2
-        default/s5 Scheduled c=2
-        default/s6 Scheduled c=2
-        default/w Scheduled a=6 b=6 group=backup
-        ",
-    );
+    check(&yaml, &format!("{SIX_MOVED}\ndefault/w Scheduled a=6 b=6 group=backup"));
 }
 
 #[test]

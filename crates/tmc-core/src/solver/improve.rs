@@ -463,31 +463,44 @@ fn shift(board: &mut Board<'_>, usage: &mut Usage, outcomes: &mut [Outcome], bud
             let kept = Kept { term: oi.term, counts: oi.counts.clone(), complete: false, degraded: false };
             let grown = extend(wc, fleet, filters, &trial, kept);
             *budget = budget.saturating_sub(fleet.clusters.len());
-            if grown.placed() <= oi.placed() {
-                continue;
+            if grown.placed() > oi.placed() {
+                grew |= keep_shift(board, usage, outcomes, i, shifted, grown);
             }
-            let mut moves: Vec<(usize, Outcome)> = shifted
-                .into_iter()
-                .map(|(j, counts)| {
-                    let mut moved = Outcome { counts, events: Vec::new(), ..outcomes[j].clone() };
-                    moved.events.push(format!("replicas moved to make room for {}", wc.w.key()));
-                    (j, moved)
-                })
-                .collect();
-            let changed: Vec<(usize, &Outcome)> =
-                moves.iter().map(|(x, o)| (*x, o)).chain(std::iter::once((i, &grown))).collect();
-            if !board.keeps_fixed_point(outcomes, &changed) {
-                continue;
-            }
-            // Units left `c` and, in exchanges, other clusters: others may grow into what `i`
-            // does not use (the final pass).
-            board.freed.extend(moves.iter().flat_map(|(j, _)| outcomes[*j].counts.iter().map(|&(x, _)| x)));
-            moves.push((i, grown));
-            board.commit(usage, outcomes, moves);
-            grew = true;
         }
     }
     grew
+}
+
+/// Keeps a shift: the moved workloads take their `shifted` counts and workload `i` the `grown`
+/// outcome, when the plan stays a fixed point. Returns whether it was kept.
+fn keep_shift(
+    board: &mut Board<'_>,
+    usage: &mut Usage,
+    outcomes: &mut [Outcome],
+    i: usize,
+    shifted: Vec<(usize, Counts)>,
+    grown: Outcome,
+) -> bool {
+    let key = board.contexts[i].w.key();
+    let mut moves: Vec<(usize, Outcome)> = shifted
+        .into_iter()
+        .map(|(j, counts)| {
+            let mut moved = Outcome { counts, events: Vec::new(), ..outcomes[j].clone() };
+            moved.events.push(format!("replicas moved to make room for {key}"));
+            (j, moved)
+        })
+        .collect();
+    let changed: Vec<(usize, &Outcome)> =
+        moves.iter().map(|(x, o)| (*x, o)).chain(std::iter::once((i, &grown))).collect();
+    if !board.keeps_fixed_point(outcomes, &changed) {
+        return false;
+    }
+    // Units left the target clusters and, in exchanges, others: others may grow into what `i`
+    // does not use (the final pass).
+    board.freed.extend(moves.iter().flat_map(|(j, _)| outcomes[*j].counts.iter().map(|&(x, _)| x)));
+    moves.push((i, grown));
+    board.commit(usage, outcomes, moves);
+    true
 }
 
 /// A shift for a workload with nothing placed that must start in several topology groups at
@@ -502,10 +515,10 @@ fn shift_into_groups(
     i: usize,
 ) -> bool {
     let (contexts, fleet, filters) = (board.contexts, board.fleet, board.filters);
-    let (wc, oi) = (&contexts[i], &outcomes[i]);
+    let (wc, current) = (&contexts[i], outcomes[i].term);
     // Its current affinity group first, then the others in order: with nothing placed, any
     // group may start it (exact mode often starts a workload in a later group).
-    let terms = std::iter::once(oi.term).chain((0..wc.terms.len()).filter(|&t| t != oi.term));
+    let terms = std::iter::once(current).chain((0..wc.terms.len()).filter(move |&t| t != current));
     for term in terms {
         if *budget == 0 {
             break;
@@ -542,26 +555,9 @@ fn shift_into_groups(
         let kept = Kept { term, counts: Counts::new(), complete: false, degraded: false };
         let grown = extend(wc, fleet, filters, &trial, kept);
         *budget = budget.saturating_sub(fleet.clusters.len());
-        if grown.placed() == 0 {
-            continue;
+        if grown.placed() > 0 && keep_shift(board, usage, outcomes, i, shifted, grown) {
+            return true;
         }
-        let mut moves: Vec<(usize, Outcome)> = shifted
-            .into_iter()
-            .map(|(j, counts)| {
-                let mut moved = Outcome { counts, events: Vec::new(), ..outcomes[j].clone() };
-                moved.events.push(format!("replicas moved to make room for {}", wc.w.key()));
-                (j, moved)
-            })
-            .collect();
-        let changed: Vec<(usize, &Outcome)> =
-            moves.iter().map(|(x, o)| (*x, o)).chain(std::iter::once((i, &grown))).collect();
-        if !board.keeps_fixed_point(outcomes, &changed) {
-            continue;
-        }
-        board.freed.extend(moves.iter().flat_map(|(j, _)| outcomes[*j].counts.iter().map(|&(x, _)| x)));
-        moves.push((i, grown));
-        board.commit(usage, outcomes, moves);
-        return true;
     }
     false
 }
