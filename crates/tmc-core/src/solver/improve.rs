@@ -29,9 +29,9 @@
 //!   nothing placed that must start in several topology groups at once (a spread's `minGroups`)
 //!   gets room on the roomiest cluster of each of that many groups in one trial, in its current
 //!   affinity group or, failing that, a later one (40 x 6 went from 98.5% to 99.8% of the exact
-//!   optimum). Weighted workloads
-//!   keep the split their weights give and Aggregated ones keep their clusters. Shifts took
-//!   60 x 8 from 97.9% to 99.8% of the exact optimum and 100 x 10 from 97.1% to 98.5%.
+//!   optimum). Weighted workloads keep the split their weights give and Aggregated ones keep
+//!   their clusters. Shifts took 60 x 8 from 97.9% to 99.8% of the exact optimum and 100 x 10
+//!   from 97.1% to 98.5%.
 //!
 //! A final pass extends every incomplete workload (and every Duplicated one that takes all
 //! clusters) into whatever room the moves left.
@@ -517,7 +517,7 @@ fn shift_into_groups(
     let (contexts, fleet, filters) = (board.contexts, board.fleet, board.filters);
     let (wc, current) = (&contexts[i], outcomes[i].term);
     // Its current affinity group first, then the others in order: with nothing placed, any
-    // group may start it (exact mode often starts a workload in a later group).
+    // group may start it (at 40 x 6 exact mode starts one in its third group).
     let terms = std::iter::once(current).chain((0..wc.terms.len()).filter(move |&t| t != current));
     for term in terms {
         if *budget == 0 {
