@@ -1011,13 +1011,13 @@ fn placer_matches_a_full_replan(input: PlacementInput, changes: Vec<Change>) -> 
 }
 
 /// How close the fast solver comes to the exact optimum over a fixed sample of 300 small random
-/// instances. The target is 99% on every instance; it is **not** met: measured, 297 of 300 reach
-/// 99% and the sample as a whole reaches 99.7% (98.7% before shifts and the roomier choice of
-/// groups under maxGroups, 97.3% before the improvement step). The misses: an Aggregated workload
-/// that would have to split to let another in, a low-priority workload kept off a cluster where
-/// an incomplete preemptor might take it back (the stability check is conservative), and a
-/// higher-priority replica given up for more lower-priority ones. This test keeps the measured
-/// level from regressing.
+/// instances. The target is 99% on every instance; it is **not** met: measured, 298 of 300 reach
+/// 99% and the sample as a whole reaches 99.79% (99.72% and 297 before smaller replicas went first
+/// within a priority, 98.7% before shifts and the roomier choice of groups under maxGroups, 97.3%
+/// before the improvement step). The two misses: an Aggregated workload that would have to split
+/// to let another in, and a higher-priority replica the optimum gives up for two lower-priority
+/// ones of a workload that rebalances (the improvement step does not grow those). This test keeps
+/// the measured level from regressing.
 #[cfg(feature = "exact")]
 #[test]
 fn the_fast_solver_stays_close_to_the_exact_optimum() {
@@ -1043,5 +1043,5 @@ fn the_fast_solver_stays_close_to_the_exact_optimum() {
     }
     let ratio = fast_total / exact_total;
     eprintln!("fast/exact over {solved} instances: {ratio:.4}; {below} instances below 99%");
-    assert!(ratio >= 0.995 && below <= 3, "fast/exact = {ratio:.4} over {solved} instances ({below} below 99%)");
+    assert!(ratio >= 0.997 && below <= 2, "fast/exact = {ratio:.4} over {solved} instances ({below} below 99%)");
 }

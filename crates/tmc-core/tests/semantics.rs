@@ -186,11 +186,13 @@ workloads:
   - {name: small, replicas: 5, resources: {cpu: 500m}}
   - {name: gpu, replicas: 1, resources: {nvidia.com/gpu: '1'}}
 ";
-    // 3 cpu free; pods 3: big takes 2 pods, small gets the last pod.
+    // 3 cpu free; pods 3: big takes 2 pods, small gets the last pod. Within priority 0, gpu
+    // comes after small (no cluster has a GPU, so its replicas are the largest), so it finds the
+    // pods gone as well.
     let plan =
         check(yaml, "default/big Scheduled a=2\ndefault/gpu Unschedulable\ndefault/small PartiallyScheduled a=1");
     let gpu = &plan.placements[1];
-    assert_eq!(gpu.message, "0/1 clusters are available: 1 had insufficient nvidia.com/gpu.");
+    assert_eq!(gpu.message, "0/1 clusters are available: 1 had insufficient nvidia.com/gpu, 1 had insufficient pods.");
     assert_eq!(
         plan.placements[2].message,
         "1/1 clusters are available. 1 used cluster ran out of pods. Placed 1/5 replicas."

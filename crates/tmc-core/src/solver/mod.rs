@@ -6,8 +6,9 @@
 //!    once; every distinct filter (affinity group, APIs, capabilities, spread keys, tolerations)
 //!    is compiled once into per-cluster admission bitsets, shared by the workloads that use it;
 //! 2. **keep** (stage A): previous decisions that still satisfy every hard constraint and fit are
-//!    reserved first, highest priority first (trimmed after a scale-down);
-//! 3. **place** (stage B), highest priority first: complete partial keeps (scale-up), rebalance
+//!    reserved first, in placement order ([`order`]: highest priority first, then smaller
+//!    replicas) and trimmed after a scale-down;
+//! 3. **place** (stage B), in placement order: complete partial keeps (scale-up), rebalance
 //!    where the policy asks, place everything else ([`place`]: fit, score, select, divide, repair
 //!    skew, verify), and preempt lower-priority replicas where allowed;
 //! 4. **explain**: every placement that is not complete gets a message and per-cluster reasons.
@@ -21,6 +22,7 @@ pub mod exact;
 mod filter;
 mod fleet;
 mod improve;
+mod order;
 mod place;
 pub mod placer;
 mod score;
@@ -219,12 +221,10 @@ fn place_all(
     Placed { outcomes, would_preempt }
 }
 
-/// The workloads in placement order: highest priority first, ties by `namespace/name`.
+/// The workloads in placement order ([`order`]): highest priority first, then smaller replicas,
+/// ties by `namespace/name`.
 fn placement_order(input: &PlacementInput) -> Vec<&Workload> {
-    let mut order: Vec<&Workload> = input.workloads.iter().collect();
-    // The `namespace/name` key is built once per workload, not once per comparison.
-    order.sort_by_cached_key(|w| (std::cmp::Reverse(w.priority), w.key()));
-    order
+    order::FleetCapacity::of(&input.clusters).sorted(&input.workloads)
 }
 
 /// The score each cluster that admits the workload `key` gets, as the solver ranks clusters for

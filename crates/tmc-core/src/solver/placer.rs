@@ -28,16 +28,14 @@
 //! bound plus the most the changed workload can add, still an upper bound on the optimum but
 //! looser than a full re-plan's. [`Placer::replan`] recomputes it.
 
-use std::{
-    cmp::Reverse,
-    collections::{BTreeMap, BTreeSet},
-};
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
     extend,
     filter::Filters,
     finish,
     fleet::{ClusterTable, Fleet},
+    order::{FleetCapacity, Rank},
     place::{Kept, Outcome, WorkloadCtx},
 };
 use crate::{
@@ -76,8 +74,10 @@ pub struct Placer {
     used: BTreeMap<String, Vec<u128>>,
     /// ... the number of workloads with replicas on each cluster ...
     workloads_on: Vec<u32>,
-    /// ... and those workloads, in placement order (priority, then key).
-    residents: Vec<BTreeSet<(Reverse<i32>, WorkloadKey)>>,
+    /// ... and those workloads, in placement order.
+    residents: Vec<BTreeSet<Rank>>,
+    /// The fleet's capacity, which orders workloads of one priority.
+    capacity: FleetCapacity,
     /// Cluster name to position in `clusters`.
     positions: BTreeMap<String, usize>,
     /// Capacity and free amounts of `clusters`, compiled once.
@@ -121,6 +121,7 @@ impl Placer {
             residents: Vec::new(),
             positions: BTreeMap::new(),
             table: ClusterTable::default(),
+            capacity: FleetCapacity::default(),
             fixed: false,
             admits: BTreeMap::new(),
             blocked: Vec::new(),
@@ -265,6 +266,7 @@ impl Placer {
         self.clusters.sort_by(|a, b| a.name.cmp(&b.name));
         self.positions = self.clusters.iter().enumerate().map(|(i, c)| (c.name.clone(), i)).collect();
         self.table = ClusterTable::new(&self.clusters);
+        self.capacity = FleetCapacity::of(&self.clusters);
         self.used.clear();
         self.workloads_on = vec![0; self.clusters.len()];
         self.residents = vec![BTreeSet::new(); self.clusters.len()];
@@ -324,7 +326,7 @@ impl Placer {
                 let column = self.used.entry(r.to_string()).or_insert_with(|| vec![0; n_clusters]);
                 column[c] = if add { column[c].saturating_add(q * n) } else { column[c].saturating_sub(q * n) };
             }
-            let rank = (Reverse(w.priority), p.workload.clone());
+            let rank = self.capacity.rank(w);
             if add {
                 self.workloads_on[c] += 1;
                 self.residents[c].insert(rank);
@@ -453,11 +455,11 @@ impl Placer {
                 return false;
             }
         }
-        let mut subset: Vec<&Workload> = keys.iter().map(|k| &self.workloads[self.index[*k]]).collect();
+        let subset: Vec<&Workload> = keys.iter().map(|k| &self.workloads[self.index[*k]]).collect();
         if subset.iter().any(|w| w.rebalance.policy != RebalancePolicy::Never) {
             return false;
         }
-        subset.sort_by_cached_key(|w| (Reverse(w.priority), w.key()));
+        let subset = self.capacity.sorted(subset);
         let fleet = Fleet::for_workloads(&self.clusters, &subset, &self.table);
         let filters = Filters::compile(&subset, &fleet.clusters, self.now);
         let contexts: Vec<WorkloadCtx<'_>> = subset
@@ -579,13 +581,13 @@ impl Placer {
             return Some(None);
         }
         let (nr, n_clusters) = (fleet.resources.len(), fleet.clusters.len());
-        let rank = (Reverse(wc.w.priority), key.clone());
+        let rank = self.capacity.rank(wc.w);
         let mut used = vec![0u128; n_clusters * nr];
         let mut on = vec![0u32; n_clusters];
         for &(c, _) in &wc.previous {
-            for resident in self.residents[c].range(..&rank).filter(|(_, k)| k != key) {
-                let u = &self.workloads[*self.index.get(&resident.1)?];
-                let p = self.plan.get(&resident.1)?;
+            for resident in self.residents[c].range(..&rank).filter(|r| r.key != *key) {
+                let u = &self.workloads[*self.index.get(&resident.key)?];
+                let p = self.plan.get(&resident.key)?;
                 let name = &fleet.clusters[c].name;
                 let n = p.decisions.iter().find(|d| &d.cluster == name).map_or(0, |d| u128::from(d.replicas));
                 for (r, q) in nano_demand(u) {
