@@ -1063,6 +1063,28 @@ clusters:
     );
 }
 
+/// An exchange moves only units that may move under their division: a Weighted workload keeps
+/// the split its weights give (here 1:1), so the exchange above cannot happen and `pinned` finds
+/// no room. (An exchange once moved a Weighted replica onto a cluster of weight 0; exact mode
+/// caught it with a better-than-optimal fast plan.)
+#[test]
+fn an_exchange_never_moves_a_weighted_replica() {
+    let two = "
+clusters:
+  - {name: a, capacity: {cpu: '4', memory: '4'}}
+  - {name: b, capacity: {cpu: '4', memory: '4'}}
+";
+    let workloads = "  - {name: cpu-heavy, priority: 10, replicas: 2, resources: {cpu: '2', memory: '1'}}
+  - {name: mem-heavy, priority: 10, replicas: 2, resources: {cpu: '1', memory: '2'}, replicaScheduling: {type: Divided, division: Weighted}}
+  - {name: pinned, replicas: 1, resources: {cpu: '2'}, clusterAffinity: {clusterNames: [a]}}";
+    check(
+        &with(two, workloads),
+        "default/cpu-heavy Scheduled a=1 b=1
+         default/mem-heavy Scheduled a=1 b=1
+         default/pinned Unschedulable",
+    );
+}
+
 /// Under `maxGroups`, a workload that the groups of its preferred clusters cannot hold goes
 /// where it places more: `a` is preferred but holds 2 of 9, `b` (another zone) holds 7.
 #[test]

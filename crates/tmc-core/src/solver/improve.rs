@@ -685,11 +685,35 @@ fn unit_of(wc: &WorkloadCtx<'_>) -> u64 {
     if wc.divided() { 1 } else { wc.replicas() }
 }
 
+/// Where the units of a workload may move under its division's own rules.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// Nowhere: a Weighted workload keeps the split its weights give, and a Duplicated one
+    /// without `numberOfClusters` wants a copy on every cluster with room (it would take back a
+    /// cluster it left).
+    Nowhere,
+    /// Between the clusters it uses (Aggregated: as few clusters as possible).
+    Own,
+    /// To any cluster its affinity group admits.
+    Anywhere,
+}
+
+/// How far the units of `wc` may move.
+fn reach(wc: &WorkloadCtx<'_>) -> Reach {
+    if !wc.divided() {
+        return if wc.w.number_of_clusters.is_some() { Reach::Anywhere } else { Reach::Nowhere };
+    }
+    match wc.w.replica_scheduling.division {
+        Division::Weighted => Reach::Nowhere,
+        Division::Aggregated => Reach::Own,
+        Division::Dynamic => Reach::Anywhere,
+    }
+}
+
 /// The clusters a unit of workload `j` (holding `counts`) may move to, before room and hard
-/// constraints are checked: for Divided, the clusters it uses, then (not Aggregated) the other
-/// clusters its affinity group admits; for Duplicated, the admitted clusters without a copy.
-/// None for Weighted workloads (they keep the split their weights give) and Duplicated ones
-/// without `numberOfClusters`.
+/// constraints are checked: for Divided, the clusters it uses, then (with [`Reach::Anywhere`])
+/// the other clusters its affinity group admits; for Duplicated, the admitted clusters without a
+/// copy. None for [`Reach::Nowhere`].
 fn targets<'b>(
     board: &'b Board<'_>,
     outcomes: &[Outcome],
@@ -697,20 +721,20 @@ fn targets<'b>(
     counts: &'b Counts,
 ) -> impl Iterator<Item = usize> + 'b {
     let wj = &board.contexts[j];
-    let division = wj.w.replica_scheduling.division;
-    // A Duplicated workload without numberOfClusters wants a copy on every cluster with room: it
-    // would take back a cluster it left.
-    let movable = if wj.divided() { division != Division::Weighted } else { wj.w.number_of_clusters.is_some() };
+    let reach = reach(wj);
     let mask = board.filters.mask(wj.filters[outcomes[j].term]);
-    let own = counts.iter().map(|&(c, _)| c).take(if movable && wj.divided() { usize::MAX } else { 0 });
-    let opens = movable && (!wj.divided() || division != Division::Aggregated);
-    let others = mask.admitted().take(if opens { usize::MAX } else { 0 }).filter(move |&c| count_of(counts, c) == 0);
+    let own = counts.iter().map(|&(c, _)| c).take(if reach != Reach::Nowhere && wj.divided() { usize::MAX } else { 0 });
+    let others = mask
+        .admitted()
+        .take(if reach == Reach::Anywhere { usize::MAX } else { 0 })
+        .filter(move |&c| count_of(counts, c) == 0);
     own.chain(others)
 }
 
 /// Workload `j`'s counts after one unit moves from cluster `from` to `to` (room aside), or `None`
 /// when the move breaks a hard constraint (admission, per-cluster bounds, a Duplicated copy per
-/// cluster, `numberOfClusters`, spread) or puts `j` on a guarded cluster it did not use.
+/// cluster, `numberOfClusters`, spread) or its division's rules ([`Reach`]: the exchanges move
+/// residents that [`targets`] did not list), or puts `j` on a guarded cluster it did not use.
 fn move_unit(
     board: &Board<'_>,
     outcomes: &[Outcome],
@@ -723,7 +747,12 @@ fn move_unit(
     let unit = unit_of(wj);
     let (here, there) = (count_of(counts, from), count_of(counts, to));
     let mask = board.filters.mask(wj.filters[outcomes[j].term]);
-    if from == to || here < unit || mask.admission(to) != Admission::Open {
+    let reaches = match reach(wj) {
+        Reach::Nowhere => false,
+        Reach::Own => there > 0,
+        Reach::Anywhere => true,
+    };
+    if from == to || here < unit || !reaches || mask.admission(to) != Admission::Open {
         return None;
     }
     if wj.divided() {
