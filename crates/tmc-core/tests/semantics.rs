@@ -1042,21 +1042,23 @@ clusters:
     assert_plan_is_stable(&with(fleet, &workloads));
 }
 
+/// Two clusters with 4 cpu and 4 memory each, for the exchange tests.
+const TWO_SQUARE: &str = "
+clusters:
+  - {name: a, capacity: {cpu: '4', memory: '4'}}
+  - {name: b, capacity: {cpu: '4', memory: '4'}}
+";
+
 /// Clusters full of one resource trade units: `cpu-heavy` on `a` and `mem-heavy` on `b` swap
 /// one replica each, which frees the CPU `pinned` needs on `a`. Moving either alone does not fit,
 /// and taking either out loses one of its higher-priority replicas.
 #[test]
 fn units_are_exchanged_between_clusters_short_of_different_resources() {
-    let two = "
-clusters:
-  - {name: a, capacity: {cpu: '4', memory: '4'}}
-  - {name: b, capacity: {cpu: '4', memory: '4'}}
-";
     let workloads = "  - {name: cpu-heavy, priority: 10, replicas: 2, resources: {cpu: '2', memory: '1'}}
   - {name: mem-heavy, priority: 10, replicas: 2, resources: {cpu: '1', memory: '2'}}
   - {name: pinned, replicas: 1, resources: {cpu: '2'}, clusterAffinity: {clusterNames: [a]}}";
     check(
-        &with(two, workloads),
+        &with(TWO_SQUARE, workloads),
         "default/cpu-heavy Scheduled b=2
          default/mem-heavy Scheduled a=2
          default/pinned Scheduled a=1",
@@ -1069,16 +1071,11 @@ clusters:
 /// caught it with a better-than-optimal fast plan.)
 #[test]
 fn an_exchange_never_moves_a_weighted_replica() {
-    let two = "
-clusters:
-  - {name: a, capacity: {cpu: '4', memory: '4'}}
-  - {name: b, capacity: {cpu: '4', memory: '4'}}
-";
     let workloads = "  - {name: cpu-heavy, priority: 10, replicas: 2, resources: {cpu: '2', memory: '1'}}
   - {name: mem-heavy, priority: 10, replicas: 2, resources: {cpu: '1', memory: '2'}, replicaScheduling: {type: Divided, division: Weighted}}
   - {name: pinned, replicas: 1, resources: {cpu: '2'}, clusterAffinity: {clusterNames: [a]}}";
     check(
-        &with(two, workloads),
+        &with(TWO_SQUARE, workloads),
         "default/cpu-heavy Scheduled a=1 b=1
          default/mem-heavy Scheduled a=1 b=1
          default/pinned Unschedulable",

@@ -1539,15 +1539,24 @@ mod tests {
     /// The prepared round 0 of `workloads` on `clusters`: its scaled prices per (cluster,
     /// resource) row and its value, and the value at zero prices.
     fn round_zero(clusters: Vec<Cluster>, workloads: Vec<Workload>) -> (Vec<f64>, f64, f64) {
+        let replicas: Vec<u32> = workloads.iter().map(|w| w.replicas).collect();
+        let (prepared, ..) = prepared(clusters, workloads);
+        let at_zero: f64 = prepared.values.iter().zip(replicas).map(|(v, r)| v * f64::from(r)).sum();
+        (prepared.start.y.clone(), prepared.start.value, at_zero)
+    }
+
+    /// What [`super::prepare`] computes for `workloads` (in this order) on `clusters`, with the
+    /// fleet's resources and cluster names (rows are cluster-major).
+    fn prepared(clusters: Vec<Cluster>, workloads: Vec<Workload>) -> (super::Prepared, Vec<String>, Vec<String>) {
         let input = PlacementInput { clusters, workloads, ..PlacementInput::default() };
         let fleet = super::Fleet::compile(&input);
         let order: Vec<&Workload> = input.workloads.iter().collect();
         let filters = super::Filters::compile(&order, &fleet.clusters, None);
         let contexts: Vec<_> =
             order.iter().enumerate().map(|(i, w)| super::WorkloadCtx::new(i, w, &fleet, &filters, None)).collect();
-        let prepared = super::prepare(&fleet, &filters, &contexts);
-        let at_zero: f64 = prepared.values.iter().zip(&contexts).map(|(v, wc)| v * wc.replicas() as f64).sum();
-        (prepared.start.y.clone(), prepared.start.value, at_zero)
+        let resources = fleet.resources.iter().map(|r| r.to_string()).collect();
+        let names = fleet.clusters.iter().map(|c| c.name.to_string()).collect();
+        (super::prepare(&fleet, &filters, &contexts), resources, names)
     }
 
     fn pinned(name: &str, to: &str, priority: i32, replicas: u32) -> Workload {
@@ -1617,16 +1626,10 @@ mod tests {
         // must be the Lagrangian at the prices returned.
         let clusters = vec![cluster("big", "zb", "p", 100), cluster("small", "za", "p", 4)];
         let workloads = vec![pinned("high", "small", 2, 4), workload(10)];
-        let input = PlacementInput { clusters, workloads, ..PlacementInput::default() };
-        let fleet = super::Fleet::compile(&input);
-        let order: Vec<&Workload> = input.workloads.iter().collect();
-        let filters = super::Filters::compile(&order, &fleet.clusters, None);
-        let contexts: Vec<_> =
-            order.iter().enumerate().map(|(i, w)| super::WorkloadCtx::new(i, w, &fleet, &filters, None)).collect();
-        let super::Prepared { relaxed, free, top, .. } = super::prepare(&fleet, &filters, &contexts);
-        let nr = fleet.resources.len();
-        let cpu = fleet.resources.iter().position(|r| *r == "cpu").unwrap();
-        let big_cpu = fleet.clusters.iter().position(|c| c.name == "big").unwrap() * nr + cpu;
+        let (super::Prepared { relaxed, free, top, .. }, resources, names) = prepared(clusters, workloads);
+        let nr = resources.len();
+        let cpu = resources.iter().position(|r| r == "cpu").unwrap();
+        let big_cpu = names.iter().position(|c| c == "big").unwrap() * nr + cpu;
         let mut y = vec![0.0; free.len()];
         y[big_cpu] = 1.0;
         let prices: Vec<f64> = y.iter().zip(&top).map(|(y, t)| y * t).collect();
