@@ -1261,8 +1261,6 @@ fn lower_slack_prices(relaxed: &[Relaxed], y: &mut [f64], top: &[f64], free: &[f
     let pairs = |w: &Relaxed| -> usize { w.choices.iter().map(|ch| ch.cands.len()).sum() };
     // Each workload's best response at the current prices, and the load the responses put on
     // each row.
-    let mut s = Scratch::default();
-    let mut out = Vec::new();
     let answers = super::par_map(relaxed.chunks(RESPONSE_CHUNK_WORKLOADS).collect(), |ws: &[Relaxed]| {
         let (mut s, mut out) = (Scratch::default(), Vec::new());
         ws.iter().map(|w| (respond(w, Some(&prices), nr, &mut s, &mut out), out.clone())).collect::<Vec<_>>()
@@ -1304,21 +1302,21 @@ fn lower_slack_prices(relaxed: &[Relaxed], y: &mut [f64], top: &[f64], free: &[f
             let answers = super::par_map(users[c].chunks(RESPONSE_CHUNK_WORKLOADS).collect(), |ws: &[u32]| {
                 let (mut s, mut out) = (Scratch::default(), Vec::new());
                 ws.iter()
-                    .map(|&w| respond(&relaxed[w as usize], Some(&prices), nr, &mut s, &mut out))
-                    .collect::<Vec<f64>>()
+                    .map(|&w| (respond(&relaxed[w as usize], Some(&prices), nr, &mut s, &mut out), out.clone()))
+                    .collect::<Vec<_>>()
             });
             let mut delta: f64 = rows.iter().zip(&old).map(|(&i, &p)| (prices[i] - p) * free[i]).sum();
-            for (&w, v) in users[c].iter().zip(answers.iter().flatten()) {
+            for (&w, (v, _)) in users[c].iter().zip(answers.iter().flatten()) {
                 delta += v - value[w as usize];
             }
             if delta < 0.0 {
                 lowered = true;
-                for &w in &users[c] {
+                for (&w, (v, response)) in users[c].iter().zip(answers.into_iter().flatten()) {
                     let (wi, w) = (w as usize, &relaxed[w as usize]);
                     add_load(&mut load, w, &taken[wi], -1.0);
-                    value[wi] = respond(w, Some(&prices), nr, &mut s, &mut out);
-                    add_load(&mut load, w, &out, 1.0);
-                    std::mem::swap(&mut taken[wi], &mut out);
+                    add_load(&mut load, w, &response, 1.0);
+                    value[wi] = v;
+                    taken[wi] = response;
                 }
                 break;
             }
