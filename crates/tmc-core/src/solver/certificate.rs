@@ -33,12 +33,13 @@
 //! Prices are scaled per row by the highest value density that could use it, start at zero, at
 //! the prices of over-demanded pools (`pool_prices`: clusters some workloads are confined to,
 //! priced at their marginal value density; also raised to the fleet-wide shortage's prices,
-//! `fleet_prices`) and at prices read off the plan (resources it fills,
-//! priced at its marginal value density), and are improved by projected subgradient steps toward
-//! the plan's objective (Polyak, in each row's price times its capacity, halved after a few
-//! rounds without progress, more when the budget allows many rounds), then by coordinate steps
-//! that lower the prices of rows the best responses leave slack, one cluster at a time
-//! (`lower_slack_prices`); the smallest value seen is reported. Everything is summed in workload order, so the bound is deterministic.
+//! `fleet_prices`) and at prices read off the plan (resources it fills, priced at its marginal
+//! value density), and are improved by projected subgradient steps toward the plan's objective
+//! (Polyak, in each row's price times its capacity, halved after a few rounds without progress,
+//! more when the budget allows many rounds), then by coordinate steps that lower the prices of
+//! rows the best responses leave slack, one cluster at a time (`lower_slack_prices`); the
+//! smallest value seen is reported. Everything is summed in workload order, so the bound is
+//! deterministic.
 //!
 //! `gap = (bound − objective) / bound` (0 when the bound is 0).
 
