@@ -726,6 +726,28 @@ workloads:
 }
 
 #[test]
+fn stable_when_extending_a_fresh_placement_places_more() {
+    // Placed from scratch, w02's zone skew 0 dropped the short c02 and left 3 + 3; kept and
+    // extended on the next solve it reached 4 + 4 by preempting w00's copy on c00. A fresh
+    // placement is now extended until it stops growing: 8 at once, and w00 leaves c00 alone.
+    let yaml = "
+clusters:
+  - {name: c00, location: {provider: aws, region: r0, zone: z0}, capacity: {cpu: '2', memory: 3Gi}}
+  - {name: c01, location: {provider: aws, region: r1, zone: z1}, capacity: {cpu: '2', memory: 4Gi}}
+  - {name: c02, location: {provider: aws, region: r0, zone: z2}, capacity: {cpu: '2', memory: 2Gi}}
+workloads:
+  - {name: w00, replicas: 2, resources: {cpu: 250m, memory: 256Mi}, replicaScheduling: {type: Duplicated}}
+  - {name: w01, replicas: 1, resources: {cpu: 750m, memory: 512Mi}, replicaScheduling: {type: Divided, division: Aggregated}, priority: 2}
+  - {name: w02, replicas: 9, resources: {cpu: 250m, memory: 768Mi}, spreadConstraints: [{topologyKey: region, maxSkew: 0}, {topologyKey: zone, maxSkew: 0}], replicaScheduling: {type: Divided, division: Weighted}, priority: 2, preemption: PreemptLowerPriority}
+";
+    assert_plan_is_stable(yaml);
+    check(
+        yaml,
+        "default/w00 Scheduled c01=2 c02=2\ndefault/w01 Scheduled c02=1\ndefault/w02 PartiallyScheduled c00=4 c01=4",
+    );
+}
+
+#[test]
 fn stable_when_the_improvement_step_leaves_a_preemptor_short() {
     // Moving w01 out of w03's way left it short next to the lower-priority w02; the next solve
     // preempted w02.

@@ -425,7 +425,8 @@ impl<'a> WorkloadCtx<'a> {
     }
 
     /// Tries each affinity group in order; the first that holds the whole request wins, else the
-    /// group that placed the most (the earliest on ties).
+    /// group that placed the most (the earliest on ties), extended from its own outcome until it
+    /// stops growing.
     pub fn place_fresh(&self, fleet: &Fleet<'_>, filters: &Filters<'_>, usage: &Usage) -> Outcome {
         let mut best: Option<Outcome> = None;
         for term in 0..self.terms.len() {
@@ -439,6 +440,18 @@ impl<'a> WorkloadCtx<'a> {
             }
         }
         let mut best = best.unwrap_or_default();
+        // Placing from scratch is a heuristic that extending its own result can beat (a spread
+        // with maxSkew 0 repaired by dropping a short zone leaves room on the others). The next
+        // solve keeps this outcome and extends it, so extend it here until it stops growing:
+        // otherwise the plan would not be a fixed point of its re-solve (a preemptor would take
+        // the rest then).
+        while !best.complete && best.placed() > 0 {
+            let grown = self.attempt_unexplained(fleet, filters, usage, best.term, &best.counts);
+            if grown.placed() <= best.placed() {
+                break;
+            }
+            best = grown;
+        }
         best.fell_back = self.terms.len() > 1;
         if !self.terms.is_empty() {
             self.explain(fleet, filters, usage, &[], &mut best);
