@@ -745,6 +745,25 @@ workloads:
         yaml,
         "default/w00 Scheduled c01=2 c02=2\ndefault/w01 Scheduled c02=1\ndefault/w02 PartiallyScheduled c00=4 c01=4",
     );
+    // The extension must be the next solve's: from its previous decision, which the Steady
+    // prioritizer favours. Extended without that, w00 stayed at c02=1 c03=1; the next solve
+    // reached 2 + 2 by preempting w01 on c03.
+    let yaml = "
+clusters:
+  - {name: c00, location: {provider: aws, region: r0, zone: z0}, capacity: {cpu: '3', memory: 3Gi}}
+  - {name: c01, location: {provider: aws, region: r1, zone: z1}, capacity: {cpu: '7', memory: 3Gi}}
+  - {name: c02, location: {provider: aws, region: r0, zone: z2}, capacity: {cpu: '2', memory: 1Gi}}
+  - {name: c03, location: {provider: aws, region: r1, zone: z0}, capacity: {cpu: '3', memory: 5Gi}}
+workloads:
+  - {name: w00, replicas: 7, resources: {cpu: '1', memory: 256Mi}, spreadConstraints: [{topologyKey: region, maxSkew: 0}, {topologyKey: zone, maxSkew: 0}], replicaScheduling: {type: Divided, division: Weighted, maxReplicasPerCluster: 2}, priority: 1, preemption: PreemptLowerPriority}
+  - {name: w01, replicas: 6, resources: {cpu: 750m, memory: 256Mi}, replicaScheduling: {type: Divided, division: Aggregated}}
+  - {name: w02, replicas: 10, resources: {cpu: 250m, memory: 256Mi}, clusterAffinity: {clusterNames: [c01]}, spreadConstraints: [{topologyKey: region, maxSkew: 0}, {topologyKey: zone, maxSkew: 0}], replicaScheduling: {type: Divided, division: Weighted}, priority: 1}
+";
+    assert_plan_is_stable(yaml);
+    check(
+        yaml,
+        "default/w00 PartiallyScheduled c02=2 c03=2\ndefault/w01 Scheduled c00=4 c01=2\ndefault/w02 Scheduled c01=10",
+    );
 }
 
 #[test]

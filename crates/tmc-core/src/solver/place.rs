@@ -442,15 +442,20 @@ impl<'a> WorkloadCtx<'a> {
         let mut best = best.unwrap_or_default();
         // Placing from scratch is a heuristic that extending its own result can beat (a spread
         // with maxSkew 0 repaired by dropping a short zone leaves room on the others). The next
-        // solve keeps this outcome and extends it, so extend it here until it stops growing:
-        // otherwise the plan would not be a fixed point of its re-solve (a preemptor would take
-        // the rest then).
-        while !best.complete && best.placed() > 0 {
-            let grown = self.attempt_unexplained(fleet, filters, usage, best.term, &best.counts);
-            if grown.placed() <= best.placed() {
-                break;
+        // solve keeps this outcome and extends it, as its previous decision (which the Steady
+        // prioritizer favours), so extend it here the same way until it stops growing: otherwise
+        // the plan would not be a fixed point of its re-solve (a preemptor would take the rest
+        // then).
+        if !best.complete && best.placed() > 0 {
+            let mut steady = self.clone();
+            loop {
+                steady.previous.clone_from(&best.counts);
+                let grown = steady.attempt_unexplained(fleet, filters, usage, best.term, &best.counts);
+                if grown.placed() <= best.placed() {
+                    break;
+                }
+                best = grown;
             }
-            best = grown;
         }
         best.fell_back = self.terms.len() > 1;
         if !self.terms.is_empty() {
