@@ -1,8 +1,9 @@
 //! Hard, capacity-independent checks of clusters against workload policies.
 //!
 //! Workloads that share an affinity group, required APIs and capabilities, spread keys and
-//! tolerations share one [`Filter`], compiled once into per-cluster admission bitsets. Reasons
-//! (for explanations) are only produced for the workloads that need them, by the same code.
+//! tolerations share one filter ([`FilterKey`]), compiled once into per-cluster admission
+//! bitsets. Reasons (for explanations) are only produced for the workloads that need them, by
+//! the same code.
 
 use std::{
     collections::{BTreeMap, HashMap},

@@ -24,8 +24,8 @@ pub(crate) struct Kept {
     pub degraded: bool,
 }
 
-/// Why a cluster that passed the filters takes no replicas; turned into [`Reason`]s only when the
-/// placement is explained.
+/// Why a cluster that passed the filters takes no replicas; turned into
+/// [`Reason`](crate::Reason)s only when the placement is explained.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum NoRoom {
     /// Too little of a set of resources (`Insufficient` each): see [`NoRoomList::short`].
