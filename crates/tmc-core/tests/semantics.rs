@@ -767,6 +767,41 @@ workloads:
 }
 
 #[test]
+fn stable_when_moves_free_room_a_preemptor_reaches_by_preempting() {
+    // w05 moved off c04 to make room for w01; w08 (a preemptor, skew 0 over regions and zones)
+    // could then grow to 2 + 2 only by displacing w00's copy on c02, and the next solve did so
+    // (w00 had meanwhile grown onto c04 too). The improvement step now preempts as the next
+    // solve would.
+    let yaml = "
+clusters:
+  - {name: c00, location: {provider: aws, region: r0, zone: z0}, capacity: {cpu: '2', memory: 5Gi}}
+  - {name: c01, location: {provider: aws, region: r1, zone: z1}, capacity: {cpu: '4', memory: 2Gi}}
+  - {name: c02, location: {provider: aws, region: r0, zone: z2}, capacity: {cpu: '7', memory: 2Gi}}
+  - {name: c03, location: {provider: aws, region: r1, zone: z0}, capacity: {cpu: '4', memory: 3Gi}}
+  - {name: c04, location: {provider: aws, region: r0, zone: z1}, capacity: {cpu: '6', memory: 3Gi}}
+workloads:
+  - {name: w00, replicas: 1, resources: {cpu: 250m, memory: 256Mi}, replicaScheduling: {type: Duplicated}}
+  - {name: w01, replicas: 2, resources: {cpu: 750m, memory: 256Mi}, clusterAffinity: {clusterNames: [c04]}, replicaScheduling: {type: Divided, division: Dynamic}, priority: 1}
+  - {name: w02, replicas: 8, resources: {cpu: 500m, memory: 256Mi}, spreadConstraints: [{topologyKey: region, maxSkew: 0}, {topologyKey: zone, maxSkew: 0}], replicaScheduling: {type: Divided, division: Weighted}, priority: 2}
+  - {name: w03, replicas: 1, resources: {cpu: 250m, memory: 512Mi}, replicaScheduling: {type: Duplicated}, priority: 1}
+  - {name: w04, replicas: 1, resources: {cpu: 250m, memory: 768Mi}, replicaScheduling: {type: Duplicated}}
+  - {name: w05, replicas: 6, resources: {cpu: 250m, memory: 768Mi}, replicaScheduling: {type: Divided, division: Weighted}, priority: 2}
+  - {name: w06, replicas: 4, resources: {cpu: '1', memory: 256Mi}, spreadConstraints: [{topologyKey: region, maxSkew: 0}, {topologyKey: zone, maxSkew: 0}], replicaScheduling: {type: Divided, division: Weighted}, priority: 2}
+  - {name: w07, replicas: 10, resources: {cpu: 500m, memory: 512Mi}, spreadConstraints: [{topologyKey: region, minGroups: 1, maxSkew: 0}], replicaScheduling: {type: Divided, division: Weighted}, priority: 2}
+  - {name: w08, replicas: 8, resources: {cpu: 500m, memory: 256Mi}, spreadConstraints: [{topologyKey: region, maxSkew: 0}, {topologyKey: zone, maxSkew: 0}], replicaScheduling: {type: Divided, division: Weighted, maxReplicasPerCluster: 3}, priority: 1, preemption: PreemptLowerPriority}
+";
+    assert_plan_is_stable(yaml);
+    let plan = solve_yaml(yaml);
+    let w08 = plan.placements.iter().find(|p| p.workload.0 == "default/w08").map(|p| p.decisions.clone());
+    assert_eq!(
+        format!("{w08:?}"),
+        r#"Some([Decision { cluster: "c02", replicas: 2 }, Decision { cluster: "c04", replicas: 2 }])"#
+    );
+    let w00 = plan.placements.iter().find(|p| p.workload.0 == "default/w00").map(|p| p.message.clone());
+    assert!(w00.is_some_and(|m| m.contains("1 replica on c02 preempted by default/w08")));
+}
+
+#[test]
 fn stable_when_the_improvement_step_leaves_a_preemptor_short() {
     // Moving w01 out of w03's way left it short next to the lower-priority w02; the next solve
     // preempted w02.

@@ -34,7 +34,8 @@
 //!   from 97.1% to 98.5%.
 //!
 //! A final pass extends every incomplete workload (and every Duplicated one that takes all
-//! clusters) into whatever room the moves left.
+//! clusters) into whatever room the moves left; a short preemptor first preempts there as the
+//! next solve would.
 //!
 //! The plan must be a fixed point of the next solve, which keeps it and then preempts and
 //! rebalances by its rules. So a move is refused when it leaves a workload that may preempt
@@ -51,7 +52,7 @@
 //! them. Deterministic: fixed orders, ties by index.
 
 use super::{
-    extend,
+    Victims, extend,
     filter::{Admission, Filters},
     fleet::{Counts, Fleet, Usage},
     place::{Kept, Outcome, WorkloadCtx, count_of, set_count},
@@ -786,6 +787,9 @@ fn grow_into_freed(board: &mut Board<'_>, usage: &mut Usage, outcomes: &mut [Out
     // The guards as they stand now: a preemptor a trial completed no longer takes anything.
     board.guard_all(outcomes);
     for x in 0..contexts.len() {
+        if may_preempt(&contexts[x], &outcomes[x]) {
+            preempt_as_next_solve(board, usage, outcomes, x);
+        }
         let (wc, o) = (&contexts[x], &outcomes[x]);
         // A Duplicated workload without numberOfClusters wants every cluster with room: the next
         // solve extends it into the freed ones whatever its rebalance policy, so it grows here.
@@ -826,6 +830,51 @@ fn grow_into_freed(board: &mut Board<'_>, usage: &mut Usage, outcomes: &mut [Out
             }
         }
     }
+}
+
+/// What the next solve does for short preemptor `x`, which keeps every decision: it takes back
+/// room from later, lower-priority replicas ([`super::preempt`]) where that lets it place more.
+/// The moves can have freed room that it reaches that way only (a lower-priority copy holds the
+/// other half of what its skew needs), so it does so now; the victims keep what is left, grown
+/// where they still fit, and are visited again in their own turn.
+fn preempt_as_next_solve(board: &mut Board<'_>, usage: &mut Usage, outcomes: &mut [Outcome], x: usize) {
+    let (contexts, fleet, filters) = (board.contexts, board.fleet, board.filters);
+    let (wc, o) = (&contexts[x], &outcomes[x]);
+    let mut kept: Vec<Option<Kept>> = outcomes
+        .iter()
+        .enumerate()
+        .map(|(j, oj)| {
+            (j > x && !oj.counts.is_empty()).then(|| Kept {
+                term: oj.term,
+                counts: oj.counts.clone(),
+                complete: oj.complete,
+                degraded: false,
+            })
+        })
+        .collect();
+    let mut others = usage.clone();
+    fleet.remove(&mut others, &o.counts, &wc.demand);
+    let victims = Victims { contexts, first: x + 1, priority: wc.w.priority };
+    let mut events = vec![Vec::new(); contexts.len()];
+    let Some(better) = super::preempt(wc, fleet, filters, &mut others, &mut kept, &victims, &o.counts, o, &mut events)
+    else {
+        return;
+    };
+    // `others` now holds every victim's remaining replicas; each grows where it still fits, as
+    // it would in its turn on the next solve.
+    fleet.add(&mut others, &better.counts, &wc.demand);
+    let mut changed = vec![(x, better)];
+    for (j, k) in kept.into_iter().enumerate() {
+        let Some(k) = k.filter(|k| k.counts != outcomes[j].counts) else { continue };
+        fleet.remove(&mut others, &k.counts, &contexts[j].demand);
+        let mut regrown = extend(&contexts[j], fleet, filters, &others, k);
+        fleet.add(&mut others, &regrown.counts, &contexts[j].demand);
+        regrown.events.append(&mut events[j]);
+        board.freed.extend(outcomes[j].counts.iter().map(|&(c, _)| c));
+        changed.push((j, regrown));
+    }
+    board.commit(usage, outcomes, changed);
+    board.guard_all(outcomes);
 }
 
 /// A fresh workload that rebalances was placed where it would go against the workloads placed
