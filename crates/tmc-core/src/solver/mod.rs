@@ -429,6 +429,13 @@ fn preempt(
     }
     let mut after = after;
     for (j, c, n) in applied {
+        // Only replicas that run (the victim's previous decision) are evicted. The improvement
+        // step also takes back room that this solve gave a later workload (see
+        // `improve::preempt_as_next_solve`); nothing runs there yet, so nothing is reported.
+        let n = n.min(count_of(&victims.contexts[j].previous, c));
+        if n == 0 {
+            continue;
+        }
         let victim = victims.contexts[j].w.key();
         let cluster = &fleet.clusters[c].name;
         after.events.push(format!("preempted {n} replica{} of {victim} on {cluster}", if n == 1 { "" } else { "s" }));
