@@ -1176,3 +1176,71 @@ clusters:
     let w = "  - {name: w, replicas: 2, resources: {cpu: '1'}, spreadConstraints: [{topologyKey: zone, maxGroups: 1}], preferences: [{weight: 100, labelSelector: {matchLabels: {fast: 'yes'}}}]}";
     check(&with(two, w), "default/w Scheduled a=2");
 }
+
+#[test]
+fn stable_when_a_short_workload_extends_on_the_fuller_fleet() {
+    // w06 (skew 0 over regions and zones) stopped at 4 + 4 when it was placed; on the fleet the
+    // later workloads filled, the next solve extended it by one on c04 and c05, and w08 (a
+    // preemptor placed after it) could then reach 6 by preempting lower-priority replicas.
+    // Placing is not monotone in free capacity, so the last pass of the improvement step checks
+    // every incomplete workload, not only those next to room the moves freed.
+    let yaml = "
+clusters:
+  - {name: c00, location: {provider: aws, region: r0, zone: z0}, capacity: {cpu: '2', memory: 5Gi}}
+  - {name: c01, location: {provider: aws, region: r1, zone: z1}, capacity: {cpu: '4', memory: 4Gi}}
+  - {name: c02, location: {provider: aws, region: r0, zone: z2}, capacity: {cpu: '7', memory: 3Gi}}
+  - {name: c03, location: {provider: aws, region: r1, zone: z0}, capacity: {cpu: '1', memory: 1Gi}}
+  - {name: c04, location: {provider: aws, region: r0, zone: z1}, capacity: {cpu: '2', memory: 4Gi}}
+  - {name: c05, location: {provider: aws, region: r1, zone: z2}, capacity: {cpu: '4', memory: 6Gi}}
+workloads:
+  - {name: w00, replicas: 1, resources: {cpu: 250m, memory: 512Mi}, replicaScheduling: {type: Duplicated}}
+  - {name: w01, replicas: 1, resources: {cpu: 250m, memory: 768Mi}, clusterAffinity: {clusterNames: [c00]}, replicaScheduling: {type: Divided, division: Dynamic}}
+  - {name: w02, replicas: 1, resources: {cpu: 250m, memory: 256Mi}, clusterAffinity: {clusterNames: [c00]}, spreadConstraints: [{topologyKey: region, maxSkew: 0}, {topologyKey: zone, maxSkew: 0}], replicaScheduling: {type: Divided, division: Weighted}}
+  - {name: w03, replicas: 4, resources: {cpu: 250m, memory: 256Mi}, replicaScheduling: {type: Divided, division: Weighted}}
+  - {name: w04, replicas: 1, resources: {cpu: 250m, memory: 256Mi}, replicaScheduling: {type: Duplicated}}
+  - {name: w05, replicas: 12, resources: {cpu: 250m, memory: 512Mi}, replicaScheduling: {type: Divided, division: Dynamic}, priority: 2}
+  - {name: w06, replicas: 11, resources: {cpu: 500m, memory: 512Mi}, spreadConstraints: [{topologyKey: region, maxSkew: 0}, {topologyKey: zone, maxSkew: 0}], replicaScheduling: {type: Divided, division: Weighted}, priority: 2}
+  - {name: w07, replicas: 1, resources: {cpu: 250m, memory: 256Mi}, replicaScheduling: {type: Duplicated}}
+  - {name: w08, replicas: 8, resources: {cpu: 750m, memory: 768Mi}, spreadConstraints: [{topologyKey: region, maxSkew: 0}, {topologyKey: zone, maxSkew: 0}], replicaScheduling: {type: Divided, division: Weighted}, priority: 1, preemption: PreemptLowerPriority}
+";
+    assert_plan_is_stable(yaml);
+    let plan = solve_yaml(yaml);
+    let decisions = |name: &str| {
+        let p = plan.placements.iter().find(|p| p.workload.0 == format!("default/{name}"));
+        p.map(|p| p.decisions.iter().map(|d| format!("{}={}", d.cluster, d.replicas)).collect::<Vec<_>>().join(" "))
+    };
+    assert_eq!(decisions("w06").as_deref(), Some("c01=4 c02=4 c04=1 c05=1"));
+    assert_eq!(decisions("w08").as_deref(), Some("c00=2 c01=1 c04=1 c05=2"));
+}
+
+#[test]
+fn stable_when_a_short_workload_extends_its_own_decision_differently() {
+    // w08 (skew 0 over regions and zones, at most 2 per cluster) was placed 2 + 1 + 1 + 2; the
+    // next solve, extending it as its previous decision (which the Steady prioritizer favours),
+    // reached 2 + 2 + 2 + 2, and w06 (a preemptor) then preempted w00 on c01. The last pass of
+    // the improvement step extended it as a fresh workload and found nothing; it now extends
+    // every workload as the next solve sees it.
+    let yaml = "
+clusters:
+  - {name: c00, location: {provider: aws, region: r0, zone: z0}, capacity: {cpu: '5', memory: 8192Mi}}
+  - {name: c01, location: {provider: aws, region: r1, zone: z1}, capacity: {cpu: '2', memory: 1024Mi}}
+  - {name: c02, location: {provider: aws, region: r0, zone: z2}, capacity: {cpu: '8', memory: 5120Mi}}
+  - {name: c03, location: {provider: aws, region: r1, zone: z0}, capacity: {cpu: '5', memory: 5120Mi}}
+  - {name: c04, location: {provider: aws, region: r0, zone: z1}, capacity: {cpu: '6', memory: 6144Mi}}
+  - {name: c05, location: {provider: aws, region: r1, zone: z2}, capacity: {cpu: '2', memory: 3072Mi}}
+workloads:
+  - {name: w00, replicas: 4, resources: {cpu: '1', memory: 512Mi}, spreadConstraints: [{topologyKey: region, maxSkew: 0}, {topologyKey: zone, maxSkew: 0}], replicaScheduling: {type: Divided, division: Weighted}, priority: -1}
+  - {name: w01, replicas: 1, resources: {cpu: 250m, memory: 256Mi}, spreadConstraints: [{topologyKey: env}], replicaScheduling: {type: Duplicated}}
+  - {name: w02, replicas: 5, resources: {cpu: 750m, memory: 768Mi}, replicaScheduling: {type: Duplicated}}
+  - {name: w03, replicas: 1, resources: {cpu: 250m, memory: 256Mi}, spreadConstraints: [{topologyKey: env}], replicaScheduling: {type: Duplicated}}
+  - {name: w04, replicas: 8, resources: {cpu: 250m, memory: 512Mi}, spreadConstraints: [{topologyKey: region, maxSkew: 0}, {topologyKey: zone, maxSkew: 0}], replicaScheduling: {type: Divided, division: Weighted}, priority: 1}
+  - {name: w05, replicas: 1, resources: {cpu: 250m, memory: 768Mi}, replicaScheduling: {type: Divided, division: Aggregated}}
+  - {name: w06, replicas: 5, resources: {cpu: '1', memory: 256Mi}, spreadConstraints: [{topologyKey: region, maxSkew: 0}, {topologyKey: zone, maxSkew: 0}], replicaScheduling: {type: Divided, division: Weighted, maxReplicasPerCluster: 1}, priority: 1, preemption: PreemptLowerPriority}
+  - {name: w07, replicas: 6, resources: {cpu: 500m, memory: 512Mi}, replicaScheduling: {type: Divided, division: Dynamic}}
+  - {name: w08, replicas: 10, resources: {cpu: 500m, memory: 1024Mi}, spreadConstraints: [{topologyKey: region, maxSkew: 0}, {topologyKey: zone, maxSkew: 0}], replicaScheduling: {type: Divided, division: Weighted, maxReplicasPerCluster: 2}, priority: 2}
+";
+    assert_plan_is_stable(yaml);
+    let plan = solve_yaml(yaml);
+    let w08 = plan.placements.iter().find(|p| p.workload.0 == "default/w08");
+    assert_eq!(w08.map(|p| p.decisions.iter().map(|d| d.replicas).sum::<u32>()), Some(8));
+}

@@ -33,9 +33,11 @@
 //!   their clusters. Shifts took 60 x 8 from 97.9% to 99.8% of the exact optimum and 100 x 10
 //!   from 97.1% to 98.5%.
 //!
-//! A final pass extends every incomplete workload (and every Duplicated one that takes all
-//! clusters) into whatever room the moves left; a short preemptor first preempts there as the
-//! next solve would.
+//! A final pass does, in placement order, what the next solve does first: a short preemptor
+//! preempts where it could place more with the later workloads gone, and every incomplete
+//! workload (and every Duplicated one that takes all clusters) is extended as its own previous
+//! decision wherever one more unit fits (placing is not monotone in free capacity, so a workload
+//! that stopped short when it was placed can extend on the fuller fleet).
 //!
 //! The plan must be a fixed point of the next solve, which keeps it and then preempts and
 //! rebalances by its rules. So a move is refused when it leaves a workload that may preempt
@@ -105,8 +107,6 @@ struct Board<'s> {
     first_changed: usize,
     /// Whose outcome changed.
     changed: Vec<bool>,
-    /// The usage when the step started.
-    start: Usage,
 }
 
 impl Board<'_> {
@@ -226,7 +226,6 @@ pub(crate) fn improve<'s>(
         freed: Vec::new(),
         first_changed: n,
         changed: vec![false; n],
-        start: usage.clone(),
     };
     board.guard_all(outcomes);
     for (j, o) in outcomes.iter().enumerate() {
@@ -249,7 +248,7 @@ pub(crate) fn improve<'s>(
             break;
         }
     }
-    grow_into_freed(&mut board, usage, outcomes);
+    settle(&mut board, usage, outcomes);
     follow_rebalance_targets(contexts, fleet, filters, usage, outcomes, board.first_changed);
 }
 
@@ -775,61 +774,97 @@ fn move_unit(
     (!too_many && wj.spread_violation(&after).is_none()).then_some(after)
 }
 
-/// Room the moves left: every incomplete workload (or Duplicated one that takes every cluster)
-/// that may use a cluster a moved workload left grows into it, in placement order.
-fn grow_into_freed(board: &mut Board<'_>, usage: &mut Usage, outcomes: &mut [Outcome]) {
+/// The last pass, in placement order, does what the next solve (which keeps every decision)
+/// would do first: a short preemptor takes back room from later, lower-priority replicas, and
+/// every incomplete workload (and Duplicated one that takes every cluster) grows into room it
+/// may use.
+///
+/// Room the moves left is one reason to grow. The other is that placing is a heuristic and not
+/// monotone in free capacity: a workload that stopped short when it was placed can extend on the
+/// fuller fleet the later workloads leave (a spread with maxSkew 0 repaired another way), and a
+/// preemptor placed alone before them can then reach more. So an incomplete workload is checked
+/// on every cluster it admits (one capacity check each, an extension only where one more unit
+/// fits); a Duplicated one that takes every cluster fills clusters monotonically and is checked
+/// on freed clusters only.
+fn settle(board: &mut Board<'_>, usage: &mut Usage, outcomes: &mut [Outcome]) {
     let (contexts, fleet, filters) = (board.contexts, board.fleet, board.filters);
-    if board.freed.is_empty() {
-        return;
-    }
     board.freed.sort_unstable();
     board.freed.dedup();
     // The guards as they stand now: a preemptor a trial completed no longer takes anything.
     board.guard_all(outcomes);
+    // What the workloads before `x` use: where a preemptor's placement is capped, as if every
+    // later workload were gone (see `super::preempt`).
+    let mut before = fleet.empty_usage();
     for x in 0..contexts.len() {
-        if may_preempt(&contexts[x], &outcomes[x]) {
+        if may_preempt(&contexts[x], &outcomes[x])
+            && has_room(&contexts[x], filters, fleet, &before, &outcomes[x], true)
+        {
             preempt_as_next_solve(board, usage, outcomes, x);
         }
         let (wc, o) = (&contexts[x], &outcomes[x]);
         // A Duplicated workload without numberOfClusters wants every cluster with room: the next
         // solve extends it into the freed ones whatever its rebalance policy, so it grows here.
         let every_cluster = !wc.divided() && wc.w.number_of_clusters.is_none();
-        if !(every_cluster || !o.complete && wc.w.rebalance.policy == RebalancePolicy::Never) {
-            continue;
-        }
-        let mask = filters.mask(wc.filters[o.term]);
-        // Only freed clusters gained room. A workload the step did not change could not grow
-        // into the room there was when it started, so it needs more room for one more unit on a
-        // freed cluster than then (a cheap check before extending).
-        let room = |c: usize| {
-            let fit = fleet.fit(usage, c, &wc.demand).0;
-            mask.admission(c) != Admission::Closed
-                && wc.may_take_more(&o.counts, c)
-                && fit >= unit_of(wc)
-                && (board.changed[x] || fit > fleet.fit(&board.start, c, &wc.demand).0)
+        let short = !o.complete && wc.w.rebalance.policy == RebalancePolicy::Never;
+        let grows = if short {
+            has_room(wc, filters, fleet, usage, o, false)
+        } else if every_cluster {
+            let mask = filters.mask(wc.filters[o.term]);
+            board.freed.iter().any(|&c| {
+                mask.admission(c) != Admission::Closed
+                    && wc.may_take_more(&o.counts, c)
+                    && fleet.fit(usage, c, &wc.demand).0 >= unit_of(wc)
+            })
+        } else {
+            false
         };
-        if !board.freed.iter().any(|&c| room(c)) {
-            continue;
-        }
-        let mut others = usage.clone();
-        fleet.remove(&mut others, &o.counts, &wc.demand);
-        let kept = Kept { term: o.term, counts: o.counts.clone(), complete: false, degraded: false };
-        let mut grown = extend(wc, fleet, filters, &others, kept);
-        // The next solve extends such a workload into every cluster with room whatever the
-        // guards say, so it grows here too.
-        if grown.placed() > o.placed() && (every_cluster || !board.intrudes(x, o, &grown)) {
-            fleet.remove(usage, &o.counts, &wc.demand);
-            fleet.add(usage, &grown.counts, &wc.demand);
-            let completes = grown.complete && !o.complete && wc.w.preemption == Preemption::PreemptLowerPriority;
-            grown.events.append(&mut outcomes[x].events);
-            outcomes[x] = grown;
-            board.first_changed = board.first_changed.min(x);
-            board.changed[x] = true;
-            if completes {
-                board.guard_all(outcomes);
+        if grows {
+            let mut others = usage.clone();
+            fleet.remove(&mut others, &o.counts, &wc.demand);
+            let kept = Kept { term: o.term, counts: o.counts.clone(), complete: false, degraded: false };
+            let mut grown = extend(&wc.as_decided(&o.counts), fleet, filters, &others, kept);
+            // The next solve extends such a workload into every cluster with room whatever the
+            // guards say, so it grows here too.
+            if grown.placed() > o.placed() && (every_cluster || !board.intrudes(x, o, &grown)) {
+                fleet.remove(usage, &o.counts, &wc.demand);
+                fleet.add(usage, &grown.counts, &wc.demand);
+                let completes = grown.complete && !o.complete && wc.w.preemption == Preemption::PreemptLowerPriority;
+                grown.events.append(&mut outcomes[x].events);
+                outcomes[x] = grown;
+                board.first_changed = board.first_changed.min(x);
+                board.changed[x] = true;
+                if completes {
+                    board.guard_all(outcomes);
+                }
             }
         }
+        fleet.add(&mut before, &outcomes[x].counts, &contexts[x].demand);
     }
+}
+
+/// Whether some cluster the affinity group of `o` admits has room under `usage` for one more unit
+/// of the workload that it may take there (`maxReplicasPerCluster`, `numberOfClusters`). With
+/// `alone`, `usage` leaves the workload's own replicas out (so the room must exceed them) and
+/// only open clusters count (preemption places nothing on keep-only ones).
+fn has_room(
+    wc: &WorkloadCtx<'_>,
+    filters: &Filters<'_>,
+    fleet: &Fleet<'_>,
+    usage: &Usage,
+    o: &Outcome,
+    alone: bool,
+) -> bool {
+    let mask = filters.mask(wc.filters[o.term]);
+    let at_most = wc.w.number_of_clusters.map_or(usize::MAX, |n| n as usize);
+    mask.admitted().any(|c| {
+        let here = count_of(&o.counts, c);
+        let admitted =
+            if alone { mask.admission(c) == Admission::Open } else { mask.admission(c) != Admission::Closed };
+        admitted
+            && (here > 0 || o.counts.len() < at_most)
+            && wc.may_take_more(&o.counts, c)
+            && fleet.fit(usage, c, &wc.demand).0 >= if alone { here } else { 0 } + unit_of(wc)
+    })
 }
 
 /// What the next solve does for short preemptor `x`, which keeps every decision: it takes back
@@ -856,7 +891,9 @@ fn preempt_as_next_solve(board: &mut Board<'_>, usage: &mut Usage, outcomes: &mu
     fleet.remove(&mut others, &o.counts, &wc.demand);
     let victims = Victims { contexts, first: x + 1, priority: wc.w.priority };
     let mut events = vec![Vec::new(); contexts.len()];
-    let Some(better) = super::preempt(wc, fleet, filters, &mut others, &mut kept, &victims, &o.counts, o, &mut events)
+    let decided = wc.as_decided(&o.counts);
+    let Some(better) =
+        super::preempt(&decided, fleet, filters, &mut others, &mut kept, &victims, &o.counts, o, &mut events)
     else {
         return;
     };
@@ -867,7 +904,7 @@ fn preempt_as_next_solve(board: &mut Board<'_>, usage: &mut Usage, outcomes: &mu
     for (j, k) in kept.into_iter().enumerate() {
         let Some(k) = k.filter(|k| k.counts != outcomes[j].counts) else { continue };
         fleet.remove(&mut others, &k.counts, &contexts[j].demand);
-        let mut regrown = extend(&contexts[j], fleet, filters, &others, k);
+        let mut regrown = extend(&contexts[j].as_decided(&outcomes[j].counts), fleet, filters, &others, k);
         fleet.add(&mut others, &regrown.counts, &contexts[j].demand);
         regrown.events.append(&mut events[j]);
         board.freed.extend(outcomes[j].counts.iter().map(|&(c, _)| c));

@@ -214,6 +214,15 @@ pub(crate) struct WorkloadCtx<'a> {
 }
 
 impl<'a> WorkloadCtx<'a> {
+    /// The workload as the next solve sees it once `counts` is its decision: they are its
+    /// previous replicas, which it keeps and which the Steady prioritizer favours when it extends
+    /// them. Checks that a plan is a fixed point of its re-solve extend with this.
+    pub fn as_decided(&self, counts: &Counts) -> WorkloadCtx<'a> {
+        let mut decided = self.clone();
+        decided.previous.clone_from(counts);
+        decided
+    }
+
     /// The context of `w`, the `i`-th workload `filters` were compiled for, with its previous
     /// placement `prev`.
     pub fn new(
