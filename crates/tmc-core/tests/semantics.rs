@@ -1244,3 +1244,30 @@ workloads:
     let w08 = plan.placements.iter().find(|p| p.workload.0 == "default/w08");
     assert_eq!(w08.map(|p| p.decisions.iter().map(|d| d.replicas).sum::<u32>()), Some(8));
 }
+
+#[test]
+fn stable_when_a_preemptor_extends_before_it_preempts() {
+    // w02 (a preemptor, skew 0 over regions and zones) had 2 + 2 when the last pass preempted
+    // for it (nothing to gain) and 4 + 4 once extended; the next solve, which extends first,
+    // then preempted w01 on c00 for 5 + 5. The last pass now extends first too.
+    let yaml = "
+clusters:
+  - {name: c00, location: {provider: aws, region: r0, zone: z0}, capacity: {cpu: '3', memory: 3072Mi}}
+  - {name: c01, location: {provider: aws, region: r1, zone: z1}, capacity: {cpu: '1', memory: 1024Mi}}
+  - {name: c02, location: {provider: aws, region: r0, zone: z2}, capacity: {cpu: '2', memory: 3072Mi}}
+  - {name: c03, location: {provider: aws, region: r1, zone: z0}, capacity: {cpu: '1', memory: 1024Mi}}
+  - {name: c04, location: {provider: aws, region: r0, zone: z1}, capacity: {cpu: '1', memory: 2048Mi}}
+  - {name: c05, location: {provider: aws, region: r1, zone: z2}, capacity: {cpu: '5', memory: 3072Mi}}
+workloads:
+  - {name: w00, replicas: 1, resources: {cpu: 250m, memory: 256Mi}, clusterAffinity: {clusterNames: [c01]}, spreadConstraints: [{topologyKey: region, maxSkew: 0}, {topologyKey: zone, maxSkew: 0}], replicaScheduling: {type: Divided, division: Weighted}}
+  - {name: w01, replicas: 4, resources: {cpu: 750m, memory: 256Mi}, replicaScheduling: {type: Divided, division: Aggregated, maxReplicasPerCluster: 1}}
+  - {name: w02, replicas: 10, resources: {cpu: 500m, memory: 256Mi}, spreadConstraints: [{topologyKey: region, maxSkew: 0}, {topologyKey: zone, maxSkew: 0}], replicaScheduling: {type: Divided, division: Weighted}, priority: 1, preemption: PreemptLowerPriority}
+  - {name: w03, replicas: 1, resources: {cpu: 250m, memory: 256Mi}, spreadConstraints: [{topologyKey: region, minGroups: 2}], replicaScheduling: {type: Divided, division: Aggregated}}
+  - {name: w04, replicas: 2, resources: {cpu: '1', memory: 256Mi}, spreadConstraints: [{topologyKey: region, maxSkew: 0}, {topologyKey: zone, maxSkew: 0}], replicaScheduling: {type: Divided, division: Weighted}}
+";
+    assert_plan_is_stable(yaml);
+    let plan = solve_yaml(yaml);
+    let w02 = plan.placements.iter().find(|p| p.workload.0 == "default/w02");
+    assert_eq!(w02.map(|p| p.decisions.iter().map(|d| d.replicas).sum::<u32>()), Some(10));
+    assert!(plan.placements.iter().all(|p| !p.message.contains("preempt")), "nothing ran, nothing is evicted");
+}

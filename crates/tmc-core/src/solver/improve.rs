@@ -33,11 +33,11 @@
 //!   their clusters. Shifts took 60 x 8 from 97.9% to 99.8% of the exact optimum and 100 x 10
 //!   from 97.1% to 98.5%.
 //!
-//! A final pass does, in placement order, what the next solve does first: a short preemptor
-//! preempts where it could place more with the later workloads gone, and every incomplete
+//! A final pass does, in placement order, what the next solve does first: every incomplete
 //! workload (and every Duplicated one that takes all clusters) is extended as its own previous
 //! decision wherever one more unit fits (placing is not monotone in free capacity, so a workload
-//! that stopped short when it was placed can extend on the fuller fleet).
+//! that stopped short when it was placed can extend on the fuller fleet), then a preemptor still
+//! short preempts where it could place more with the later workloads gone.
 //!
 //! The plan must be a fixed point of the next solve, which keeps it and then preempts and
 //! rebalances by its rules. So a move is refused when it leaves a workload that may preempt
@@ -775,9 +775,9 @@ fn move_unit(
 }
 
 /// The last pass, in placement order, does what the next solve (which keeps every decision)
-/// would do first: a short preemptor takes back room from later, lower-priority replicas, and
-/// every incomplete workload (and Duplicated one that takes every cluster) grows into room it
-/// may use.
+/// would do first: every incomplete workload (and Duplicated one that takes every cluster) grows
+/// into room it may use, and a preemptor still short then takes back room from later,
+/// lower-priority replicas.
 ///
 /// Room the moves left is one reason to grow. The other is that placing is a heuristic and not
 /// monotone in free capacity: a workload that stopped short when it was placed can extend on the
@@ -796,11 +796,6 @@ fn settle(board: &mut Board<'_>, usage: &mut Usage, outcomes: &mut [Outcome]) {
     // later workload were gone (see `super::preempt`).
     let mut before = fleet.empty_usage();
     for x in 0..contexts.len() {
-        if may_preempt(&contexts[x], &outcomes[x])
-            && has_room(&contexts[x], filters, fleet, &before, &outcomes[x], true)
-        {
-            preempt_as_next_solve(board, usage, outcomes, x);
-        }
         let (wc, o) = (&contexts[x], &outcomes[x]);
         // A Duplicated workload without numberOfClusters wants every cluster with room: the next
         // solve extends it into the freed ones whatever its rebalance policy, so it grows here.
@@ -837,6 +832,12 @@ fn settle(board: &mut Board<'_>, usage: &mut Usage, outcomes: &mut [Outcome]) {
                     board.guard_all(outcomes);
                 }
             }
+        }
+        // Still short, it preempts: the next solve, too, extends what it keeps first.
+        if may_preempt(&contexts[x], &outcomes[x])
+            && has_room(&contexts[x], filters, fleet, &before, &outcomes[x], true)
+        {
+            preempt_as_next_solve(board, usage, outcomes, x);
         }
         fleet.add(&mut before, &outcomes[x].counts, &contexts[x].demand);
     }
