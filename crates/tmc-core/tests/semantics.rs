@@ -1271,3 +1271,33 @@ workloads:
     assert_eq!(w02.map(|p| p.decisions.iter().map(|d| d.replicas).sum::<u32>()), Some(10));
     assert!(plan.placements.iter().all(|p| !p.message.contains("preempt")), "nothing ran, nothing is evicted");
 }
+
+#[test]
+fn stable_when_a_short_workload_grows_where_a_preemptor_only_seems_to_fit() {
+    // w00 (a preemptor, skew 0 over regions and zones, at most 1 per cluster) guarded c01, where
+    // its skew lets it place nothing; the guard kept w02 (a preemptor pinned to c01) off it, and
+    // w03's copy (Duplicated, lower priority) took c01. The next solve placed w02 there and
+    // preempted w03. The last pass now grows a short workload whatever the guards, as the next
+    // solve does, and gives the guarding preemptor its turn again.
+    let yaml = "
+clusters:
+  - {name: c00, location: {provider: aws, region: r0, zone: z0}, capacity: {cpu: '7', memory: 6144Mi}}
+  - {name: c01, location: {provider: aws, region: r1, zone: z1}, capacity: {cpu: '1', memory: 1024Mi}}
+  - {name: c02, location: {provider: aws, region: r0, zone: z2}, capacity: {cpu: '2', memory: 3072Mi}}
+  - {name: c03, location: {provider: aws, region: r1, zone: z0}, capacity: {cpu: '3', memory: 5120Mi}}
+workloads:
+  - {name: w00, replicas: 4, resources: {cpu: 500m, memory: 768Mi}, spreadConstraints: [{topologyKey: region, maxSkew: 0}, {topologyKey: zone, maxSkew: 0}], replicaScheduling: {type: Divided, division: Weighted, maxReplicasPerCluster: 1}, priority: 2, preemption: PreemptLowerPriority}
+  - {name: w01, replicas: 3, resources: {cpu: 750m, memory: 256Mi}, replicaScheduling: {type: Duplicated}, priority: -1}
+  - {name: w02, replicas: 1, resources: {cpu: 250m, memory: 512Mi}, clusterAffinity: {clusterNames: [c01]}, spreadConstraints: [{topologyKey: region, maxSkew: 0}, {topologyKey: zone, maxSkew: 0}], replicaScheduling: {type: Divided, division: Weighted}, preemption: PreemptLowerPriority}
+  - {name: w03, replicas: 1, resources: {cpu: 250m, memory: 768Mi}, replicaScheduling: {type: Duplicated}, priority: -1}
+  - {name: w04, replicas: 6, resources: {cpu: 250m, memory: 256Mi}, spreadConstraints: [{topologyKey: region, maxSkew: 0}, {topologyKey: zone, maxSkew: 0}], replicaScheduling: {type: Divided, division: Weighted}}
+  - {name: w05, replicas: 6, resources: {cpu: 250m, memory: 1024Mi}, clusterAffinity: {clusterNames: [c00]}, replicaScheduling: {type: Divided, division: Dynamic}, priority: 2}
+";
+    assert_plan_is_stable(yaml);
+    let plan = solve_yaml(yaml);
+    let w02 = plan.placements.iter().find(|p| p.workload.0 == "default/w02");
+    assert_eq!(
+        w02.map(|p| p.decisions.iter().map(|d| format!("{}={}", d.cluster, d.replicas)).collect::<Vec<_>>()),
+        Some(vec!["c01=1".to_string()])
+    );
+}

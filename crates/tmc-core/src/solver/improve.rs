@@ -56,7 +56,7 @@
 use super::{
     Victims, extend,
     filter::{Admission, Filters},
-    fleet::{Counts, Fleet, Usage},
+    fleet::{AtMost, Counts, Fleet, Usage},
     place::{Kept, Outcome, WorkloadCtx, count_of, set_count},
 };
 use crate::{Division, Preemption, RebalancePolicy};
@@ -818,9 +818,10 @@ fn settle(board: &mut Board<'_>, usage: &mut Usage, outcomes: &mut [Outcome]) {
             fleet.remove(&mut others, &o.counts, &wc.demand);
             let kept = Kept { term: o.term, counts: o.counts.clone(), complete: false, degraded: false };
             let mut grown = extend(&wc.as_decided(&o.counts), fleet, filters, &others, kept);
-            // The next solve extends such a workload into every cluster with room whatever the
-            // guards say, so it grows here too.
-            if grown.placed() > o.placed() && (every_cluster || !board.intrudes(x, o, &grown)) {
+            // The next solve extends it into every cluster with room whatever the guards say
+            // (they are this step's), so it grows here too.
+            if grown.placed() > o.placed() {
+                let intrudes = !every_cluster && board.intrudes(x, o, &grown);
                 fleet.remove(usage, &o.counts, &wc.demand);
                 fleet.add(usage, &grown.counts, &wc.demand);
                 let completes = grown.complete && !o.complete && wc.w.preemption == Preemption::PreemptLowerPriority;
@@ -830,6 +831,21 @@ fn settle(board: &mut Board<'_>, usage: &mut Usage, outcomes: &mut [Outcome]) {
                 board.changed[x] = true;
                 if completes {
                     board.guard_all(outcomes);
+                }
+                // A short preemptor placed before it guards a cluster it grew onto: the next
+                // solve gives that preemptor its turn first, with these replicas kept, so it
+                // gets it now (the guard only says it may take more there, not that it can).
+                if intrudes {
+                    let priority = wc.w.priority;
+                    for p in 0..x {
+                        if may_preempt(&contexts[p], &outcomes[p]) && contexts[p].w.priority > priority {
+                            preempt_as_next_solve(board, usage, outcomes, p);
+                        }
+                    }
+                    before = fleet.empty_usage();
+                    for j in 0..x {
+                        fleet.add(&mut before, &outcomes[j].counts, &contexts[j].demand);
+                    }
                 }
             }
         }
@@ -844,9 +860,11 @@ fn settle(board: &mut Board<'_>, usage: &mut Usage, outcomes: &mut [Outcome]) {
 }
 
 /// Whether some cluster the affinity group of `o` admits has room under `usage` for one more unit
-/// of the workload that it may take there (`maxReplicasPerCluster`, `numberOfClusters`). With
-/// `alone`, `usage` leaves the workload's own replicas out (so the room must exceed them) and
-/// only open clusters count (preemption places nothing on keep-only ones).
+/// of the workload that it may take there: the cluster is open (keep-only ones keep replicas and
+/// take none), within `maxReplicasPerCluster`, and may join the decision when it is new
+/// (`numberOfClusters`, every spread's `maxGroups`); a Weighted workload's static weight there
+/// is above 0. With `alone`, `usage` leaves the workload's own replicas out, so the room must
+/// exceed them.
 fn has_room(
     wc: &WorkloadCtx<'_>,
     filters: &Filters<'_>,
@@ -856,15 +874,21 @@ fn has_room(
     alone: bool,
 ) -> bool {
     let mask = filters.mask(wc.filters[o.term]);
-    let at_most = wc.w.number_of_clusters.map_or(usize::MAX, |n| n as usize);
+    let weighted = wc.uses_static_weights();
+    let unit = unit_of(wc);
+    let one_more = AtMost::new(&wc.demand, unit);
+    // Cheapest checks first: most clusters of a short workload are full.
     mask.admitted().any(|c| {
         let here = count_of(&o.counts, c);
-        let admitted =
-            if alone { mask.admission(c) == Admission::Open } else { mask.admission(c) != Admission::Closed };
-        admitted
-            && (here > 0 || o.counts.len() < at_most)
+        let fits = if alone && here > 0 {
+            fleet.fit(usage, c, &wc.demand).0 >= here + unit
+        } else {
+            fleet.fit_at_most(usage, c, &one_more) >= unit
+        };
+        fits && mask.admission(c) == Admission::Open
             && wc.may_take_more(&o.counts, c)
-            && fleet.fit(usage, c, &wc.demand).0 >= if alone { here } else { 0 } + unit_of(wc)
+            && (!weighted || wc.static_weight(filters, c) > 0)
+            && (here > 0 || wc.may_open(&o.counts, c))
     })
 }
 
