@@ -211,6 +211,20 @@ impl Mask {
         })
     }
 
+    /// The open clusters that are also in `bits` (a cluster bitset of the same length), in order.
+    pub fn open_in<'b>(&'b self, bits: &'b [u64]) -> impl Iterator<Item = usize> + 'b {
+        self.open.iter().zip(bits).enumerate().flat_map(|(i, (&o, &b))| {
+            let mut bits = o & b;
+            std::iter::from_fn(move || {
+                (bits != 0).then(|| {
+                    let b = bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    i * 64 + b
+                })
+            })
+        })
+    }
+
     /// Clusters that are `Open` or `KeepOnly`, in index order, each with whether it is `Open`.
     pub fn admitted_open(&self) -> impl Iterator<Item = (usize, bool)> + '_ {
         self.open.iter().zip(&self.keep).enumerate().flat_map(|(i, (&o, &k))| {

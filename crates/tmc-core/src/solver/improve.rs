@@ -53,10 +53,12 @@
 //! clusters and proportionally fewer on larger fleets, and one target cluster at most 20,000 of
 //! them. Deterministic: fixed orders, ties by index.
 
+use std::collections::BTreeMap;
+
 use super::{
     Victims, extend,
     filter::{Admission, Filters},
-    fleet::{AtMost, Counts, Fleet, Usage},
+    fleet::{AtMost, Counts, Demand, Fleet, Usage},
     place::{Kept, Outcome, WorkloadCtx, count_of, set_count},
 };
 use crate::{Division, Preemption, RebalancePolicy};
@@ -795,6 +797,9 @@ fn settle(board: &mut Board<'_>, usage: &mut Usage, outcomes: &mut [Outcome]) {
     // What the workloads before `x` use: where a preemptor's placement is capped, as if every
     // later workload were gone (see `super::preempt`).
     let mut before = fleet.empty_usage();
+    // Clusters with room for one more unit under `usage`, by demand and unit (short workloads
+    // share a few demands, and most of their clusters are full); cleared when `usage` changes.
+    let mut rooms: BTreeMap<(Vec<(usize, u128)>, u64), Vec<u64>> = BTreeMap::new();
     for x in 0..contexts.len() {
         let (wc, o) = (&contexts[x], &outcomes[x]);
         // A Duplicated workload without numberOfClusters wants every cluster with room: the next
@@ -802,7 +807,9 @@ fn settle(board: &mut Board<'_>, usage: &mut Usage, outcomes: &mut [Outcome]) {
         let every_cluster = !wc.divided() && wc.w.number_of_clusters.is_none();
         let short = !o.complete && wc.w.rebalance.policy == RebalancePolicy::Never;
         let grows = if short {
-            has_room(wc, filters, fleet, usage, o, false)
+            let key = (wc.demand.0.clone(), unit_of(wc));
+            let room = rooms.entry(key).or_insert_with(|| room_bits(fleet, usage, &wc.demand, unit_of(wc)));
+            filters.mask(wc.filters[o.term]).open_in(room).any(|c| may_grow_on(wc, filters, o, c))
         } else if every_cluster {
             let mask = filters.mask(wc.filters[o.term]);
             board.freed.iter().any(|&c| {
@@ -821,6 +828,7 @@ fn settle(board: &mut Board<'_>, usage: &mut Usage, outcomes: &mut [Outcome]) {
             // The next solve extends it into every cluster with room whatever the guards say
             // (they are this step's), so it grows here too.
             if grown.placed() > o.placed() {
+                rooms.clear();
                 let intrudes = !every_cluster && board.intrudes(x, o, &grown);
                 fleet.remove(usage, &o.counts, &wc.demand);
                 fleet.add(usage, &grown.counts, &wc.demand);
@@ -840,6 +848,7 @@ fn settle(board: &mut Board<'_>, usage: &mut Usage, outcomes: &mut [Outcome]) {
                     for p in 0..x {
                         if may_preempt(&contexts[p], &outcomes[p]) && contexts[p].w.priority > priority {
                             preempt_as_next_solve(board, usage, outcomes, p);
+                            rooms.clear();
                         }
                     }
                     before = fleet.empty_usage();
@@ -851,44 +860,44 @@ fn settle(board: &mut Board<'_>, usage: &mut Usage, outcomes: &mut [Outcome]) {
         }
         // Still short, it preempts: the next solve, too, extends what it keeps first.
         if may_preempt(&contexts[x], &outcomes[x])
-            && has_room(&contexts[x], filters, fleet, &before, &outcomes[x], true)
+            && has_room_alone(&contexts[x], filters, fleet, &before, &outcomes[x])
         {
             preempt_as_next_solve(board, usage, outcomes, x);
+            rooms.clear();
         }
         fleet.add(&mut before, &outcomes[x].counts, &contexts[x].demand);
     }
 }
 
-/// Whether some cluster the affinity group of `o` admits has room under `usage` for one more unit
-/// of the workload that it may take there: the cluster is open (keep-only ones keep replicas and
-/// take none), within `maxReplicasPerCluster`, and may join the decision when it is new
-/// (`numberOfClusters`, every spread's `maxGroups`); a Weighted workload's static weight there
-/// is above 0. With `alone`, `usage` leaves the workload's own replicas out, so the room must
-/// exceed them.
-fn has_room(
-    wc: &WorkloadCtx<'_>,
-    filters: &Filters<'_>,
-    fleet: &Fleet<'_>,
-    usage: &Usage,
-    o: &Outcome,
-    alone: bool,
-) -> bool {
+/// The clusters (a bitset) with room under `usage` for one more `unit` of `demand`.
+fn room_bits(fleet: &Fleet<'_>, usage: &Usage, demand: &Demand, unit: u64) -> Vec<u64> {
+    let n = fleet.clusters.len();
+    let one_more = AtMost::new(demand, unit);
+    let mut bits = vec![0u64; n.div_ceil(64)];
+    for c in (0..n).filter(|&c| fleet.fit_at_most(usage, c, &one_more) >= unit) {
+        bits[c / 64] |= 1 << (c % 64);
+    }
+    bits
+}
+
+/// Whether the workload, left with `o`, may take one more unit on open cluster `c` by its own
+/// rules: within `maxReplicasPerCluster`, a static weight above 0 (Weighted), and when `c` is
+/// new, within `numberOfClusters` and every spread's `maxGroups`.
+fn may_grow_on(wc: &WorkloadCtx<'_>, filters: &Filters<'_>, o: &Outcome, c: usize) -> bool {
+    wc.may_take_more(&o.counts, c)
+        && (!wc.uses_static_weights() || wc.static_weight(filters, c) > 0)
+        && (count_of(&o.counts, c) > 0 || wc.may_open(&o.counts, c))
+}
+
+/// Whether the workload, left with `o`, could place one more unit on some open cluster of its
+/// affinity group (keep-only ones keep replicas and take none) under `alone`, a usage without
+/// its own replicas (so the room must exceed them), where it may grow ([`may_grow_on`]).
+fn has_room_alone(wc: &WorkloadCtx<'_>, filters: &Filters<'_>, fleet: &Fleet<'_>, alone: &Usage, o: &Outcome) -> bool {
     let mask = filters.mask(wc.filters[o.term]);
-    let weighted = wc.uses_static_weights();
-    let unit = unit_of(wc);
-    let one_more = AtMost::new(&wc.demand, unit);
-    // Cheapest checks first: most clusters of a short workload are full.
     mask.admitted().any(|c| {
-        let here = count_of(&o.counts, c);
-        let fits = if alone && here > 0 {
-            fleet.fit(usage, c, &wc.demand).0 >= here + unit
-        } else {
-            fleet.fit_at_most(usage, c, &one_more) >= unit
-        };
-        fits && mask.admission(c) == Admission::Open
-            && wc.may_take_more(&o.counts, c)
-            && (!weighted || wc.static_weight(filters, c) > 0)
-            && (here > 0 || wc.may_open(&o.counts, c))
+        mask.admission(c) == Admission::Open
+            && fleet.fit(alone, c, &wc.demand).0 >= count_of(&o.counts, c) + unit_of(wc)
+            && may_grow_on(wc, filters, o, c)
     })
 }
 
