@@ -799,7 +799,7 @@ fn settle(board: &mut Board<'_>, usage: &mut Usage, outcomes: &mut [Outcome]) {
     let mut before = fleet.empty_usage();
     // Clusters with room for one more unit under `usage`, by demand and unit (short workloads
     // share a few demands, and most of their clusters are full); cleared when `usage` changes.
-    let mut rooms: BTreeMap<(Vec<(usize, u128)>, u64), Vec<u64>> = BTreeMap::new();
+    let mut rooms: BTreeMap<RoomKey, Vec<u64>> = BTreeMap::new();
     for x in 0..contexts.len() {
         let (wc, o) = (&contexts[x], &outcomes[x]);
         // A Duplicated workload without numberOfClusters wants every cluster with room: the next
@@ -868,6 +868,9 @@ fn settle(board: &mut Board<'_>, usage: &mut Usage, outcomes: &mut [Outcome]) {
         fleet.add(&mut before, &outcomes[x].counts, &contexts[x].demand);
     }
 }
+
+/// A demand per replica and the replicas in one unit of it.
+type RoomKey = (Vec<(usize, u128)>, u64);
 
 /// The clusters (a bitset) with room under `usage` for one more `unit` of `demand`.
 fn room_bits(fleet: &Fleet<'_>, usage: &Usage, demand: &Demand, unit: u64) -> Vec<u64> {
