@@ -366,15 +366,22 @@ fn respond_counts(ch: &Choice, rho: &[f64], s: &mut Scratch, response: &mut Vec<
             mu * limit + per[..m.min(per.len())].iter().sum::<f64>()
         }
     };
-    // Breakpoints: `μ = items[j].0` for `j < n`, `μ = 0` for `j = n`.
+    // Breakpoints: the distinct values of `items` (largest first), then `μ = 0`. The bound is
+    // convex in `μ`, so unimodal along distinct breakpoints; repeated ones make it flat where it
+    // is not lowest, and the search below took such a flat part for the bottom (at zero prices,
+    // where every value is the same, it ended at `μ = value`: the bound of the total alone).
     let n = items.len();
-    let mu_of = |j: usize| if j < n { items[j].0 } else { 0.0 };
+    let mut mus: Vec<f64> = items.iter().map(|&(v, _)| v).collect();
+    mus.dedup();
+    mus.push(0.0);
+    let last_mu = mus.len() - 1;
+    let mu_of = |j: usize| mus[j];
     let mut best = (total, f64::NAN, false);
     for by_groups in [true, false] {
         if (by_groups && ch.max_groups >= ch.groups) || (!by_groups && ch.max_clusters >= n) {
             continue;
         }
-        let (mut lo, mut hi) = (0usize, n);
+        let (mut lo, mut hi) = (0usize, last_mu);
         while hi - lo > 2 {
             let m1 = lo + (hi - lo) / 3;
             let m2 = hi - (hi - lo) / 3;
@@ -1510,6 +1517,20 @@ mod tests {
         let (objective, bound) = bound_of(vec![cluster("a", "za", "p", 5), cluster("b", "zb", "q", 5)], w);
         assert_eq!(objective, 5.0);
         assert!(bound <= 5.0 + 1e-9, "bound {bound}");
+    }
+
+    #[test]
+    fn number_of_clusters_caps_the_bound_at_equal_values() {
+        // At most two clusters of at most two replicas: 4 of 8 replicas, whichever two clusters.
+        // Every candidate has the same value (zero prices), which the count limit's search over
+        // breakpoints once mistook for its bottom, leaving the bound at all 8.
+        let mut w = workload(8);
+        w.number_of_clusters = Some(2);
+        w.replica_scheduling.max_replicas_per_cluster = Some(2);
+        let clusters = ["a", "b", "c", "d"].iter().map(|n| cluster(n, "za", "p", 10)).collect();
+        let (objective, bound) = bound_of(clusters, w);
+        assert_eq!(objective, 4.0);
+        assert!(bound <= 4.0 + 1e-9, "bound {bound}");
     }
 
     #[test]
