@@ -101,8 +101,13 @@ struct Board<'s> {
     /// affinity group). Replicas of a lower priority moved or grown onto such a cluster would be
     /// preempted on the next solve, so they may not go there.
     guarded: Vec<Option<i32>>,
-    /// Workloads with replicas on each cluster, by placement index.
-    residents: Vec<Vec<usize>>,
+    /// Workloads with replicas on each cluster, by placement index, with their units there.
+    residents: Vec<Vec<(usize, u64)>>,
+    /// Whether each workload may move ([`Board::movable`]), by placement index.
+    movable: Vec<bool>,
+    /// What one replica of each workload needs of each resource (`nr` entries per workload): the
+    /// blocker rankings read it for every resident of a cluster.
+    demands: Vec<u128>,
     /// Clusters moved workloads left.
     freed: Vec<usize>,
     /// The first workload (in placement order) whose outcome changed.
@@ -151,7 +156,8 @@ impl Board<'_> {
         }
         let is_changed = |x: usize| changed.iter().any(|&(y, _)| y == x);
         let priority_on = |c: usize| {
-            let stayed = self.residents[c].iter().filter(|&&x| !is_changed(x)).map(|&x| self.contexts[x].w.priority);
+            let stayed =
+                self.residents[c].iter().filter(|&&(x, _)| !is_changed(x)).map(|&(x, _)| self.contexts[x].w.priority);
             let arrived =
                 changed.iter().filter(|(_, o)| count_of(&o.counts, c) > 0).map(|&(x, _)| self.contexts[x].w.priority);
             stayed.chain(arrived).min()
@@ -183,7 +189,7 @@ impl Board<'_> {
             self.changed[*x] = true;
             self.fleet.remove(usage, &outcomes[*x].counts, &self.contexts[*x].demand);
             for &(c, _) in &outcomes[*x].counts {
-                self.residents[c].retain(|y| y != x);
+                self.residents[c].retain(|(y, _)| y != x);
             }
             let mut old_events = std::mem::take(&mut outcomes[*x].events);
             old_events.append(&mut new.events);
@@ -193,8 +199,8 @@ impl Board<'_> {
             // A workload left incomplete may preempt on the next solve: guard its clusters too.
             self.guard(x, &new);
             self.fleet.add(usage, &new.counts, &self.contexts[x].demand);
-            for &(c, _) in &new.counts {
-                self.residents[c].push(x);
+            for &(c, n) in &new.counts {
+                self.residents[c].push((x, n));
             }
             outcomes[x] = new;
         }
@@ -203,8 +209,12 @@ impl Board<'_> {
     /// Whether workload `j` may be moved: fresh (nothing of it runs yet) and not rebalancing (it
     /// would move back toward its own best placement on the next solve).
     fn movable(&self, j: usize) -> bool {
-        let wc = &self.contexts[j];
-        wc.previous.is_empty() && wc.w.rebalance.policy == RebalancePolicy::Never
+        self.movable[j]
+    }
+
+    /// What one replica of workload `j` needs of resource `r`.
+    fn demand_of(&self, j: usize, r: usize) -> u128 {
+        self.demands[j * self.fleet.resources.len() + r]
     }
 }
 
@@ -225,14 +235,19 @@ pub(crate) fn improve<'s>(
         filters,
         guarded: vec![None; fleet.clusters.len()],
         residents: vec![Vec::new(); fleet.clusters.len()],
+        movable: contexts
+            .iter()
+            .map(|wc| wc.previous.is_empty() && wc.w.rebalance.policy == RebalancePolicy::Never)
+            .collect(),
+        demands: contexts.iter().flat_map(|wc| (0..fleet.resources.len()).map(|r| demand_of(wc, r))).collect(),
         freed: Vec::new(),
         first_changed: n,
         changed: vec![false; n],
     };
     board.guard_all(outcomes);
     for (j, o) in outcomes.iter().enumerate() {
-        for &(c, _) in &o.counts {
-            board.residents[c].push(j);
+        for &(c, n) in &o.counts {
+            board.residents[c].push((j, n));
         }
     }
     // Trades and shifts open room for each other; the budgets are shared by all rounds, so
@@ -316,12 +331,11 @@ fn trade(
             };
             let per = demand_of(wc, b);
             examined += board.residents[c].len();
-            for &j in &board.residents[c] {
+            for &(j, here) in &board.residents[c] {
                 if j == i || !board.movable(j) {
                     continue;
                 }
-                let here = count_of(&outcomes[j].counts, c);
-                let freed = (here as f64) * (demand_of(&contexts[j], b) as f64) / (per.max(1) as f64);
+                let freed = (here as f64) * (board.demand_of(j, b) as f64) / (per.max(1) as f64);
                 match slot[j] {
                     NONE => {
                         slot[j] = weight.len();
@@ -598,8 +612,8 @@ fn make_room(
         // Residents of `c` that may move, most of the binding resource per unit first.
         let mut movers: Vec<(u128, usize)> = board.residents[c]
             .iter()
-            .filter(|&&j| j != i && outcomes[j].complete && board.movable(j))
-            .map(|&j| (need_of(j), j))
+            .filter(|&&(j, _)| j != i && outcomes[j].complete && board.movable(j))
+            .map(|&(j, _)| (need_of(j), j))
             .filter(|&(q, _)| q > 0)
             .collect();
         movers.sort_by(|x, y| y.0.cmp(&x.0).then(x.1.cmp(&y.1)));
@@ -636,7 +650,7 @@ fn make_room(
                     };
                     // Only movable residents count against the budget, so the Placer's partial
                     // path (which sees no settled workloads) spends it as a full re-plan does.
-                    for &k in board.residents[to].iter().filter(|&&k| board.movable(k)) {
+                    for &(k, _) in board.residents[to].iter().filter(|&&(k, _)| board.movable(k)) {
                         *budget = budget.saturating_sub(1);
                         let wk = &contexts[k];
                         if k == i || k == j || !outcomes[k].complete || need_of(k) >= qj {
