@@ -211,6 +211,11 @@ impl Mask {
         })
     }
 
+    /// The `Open` clusters, and the `KeepOnly` ones too when `keep`, as bitset words.
+    pub fn usable_words(&self, keep: bool) -> impl Iterator<Item = u64> + '_ {
+        self.open.iter().zip(&self.keep).map(move |(&o, &k)| if keep { o | k } else { o })
+    }
+
     /// The open clusters that are also in `bits` (a cluster bitset of the same length), in order.
     pub fn open_in<'b>(&'b self, bits: &'b [u64]) -> impl Iterator<Item = usize> + 'b {
         self.open.iter().zip(bits).enumerate().flat_map(|(i, (&o, &b))| {
