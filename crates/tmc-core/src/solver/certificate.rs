@@ -1414,7 +1414,7 @@ const SLACK_PRICE_STEPS: [f64; 3] = [0.0, 0.25, 0.5];
 /// workloads' best responses leave slack pays its price for capacity nothing uses; one cluster
 /// at a time, most paid first, its slack rows are lowered to the first fraction of
 /// [`SLACK_PRICE_STEPS`] that lowers the Lagrangian (only the workloads that may use the cluster
-/// respond again). The lowest such fraction, not the best: a cluster that gets cheaper draws
+/// and find it worth something at the lowered prices respond again). The lowest such fraction, not the best: a cluster that gets cheaper draws
 /// responses off others and leaves them slack in turn (taking the best one at 3k x 30 ended
 /// 0.7% higher). The subgradient steps move every row at once and, in the few rounds large
 /// instances get, never kept a step that lowered such rows: at 3k x 30 high, pods priced
@@ -1424,7 +1424,10 @@ const SLACK_PRICE_STEPS: [f64; 3] = [0.0, 0.25, 0.5];
 /// A cluster is only tried when what its slack rows pay, the most lowering them can gain (the
 /// responses' value is convex in the prices, with the load as subgradient), is at least `worth`.
 /// Updates `y` and returns its Lagrangian, summed in workload order like [`lagrangian`]. Spends
-/// one round's pair evaluations plus at most [`SLACK_ROUNDS`] rounds' worth.
+/// one round's pair evaluations plus at most [`SLACK_ROUNDS`] rounds' worth on the workloads that
+/// respond again. At 20k x 50, where pods are priced fleet-wide and each cluster leaves a few
+/// unused, most workloads find a cluster worth nothing even at half its pod price, so counting
+/// only those that respond again reaches far more clusters (gap 1.06% -> 0.92%).
 fn lower_slack_prices(relaxed: &[Relaxed], y: &mut [f64], top: &[f64], free: &[f64], nr: usize, worth: f64) -> f64 {
     let mut prices: Vec<f64> = y.iter().zip(top).map(|(y, t)| y * t).collect();
     let n_clusters = free.len() / nr.max(1);
@@ -1466,32 +1469,49 @@ fn lower_slack_prices(relaxed: &[Relaxed], y: &mut [f64], top: &[f64], free: &[f
         .collect();
     clusters.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     let mut left = SLACK_ROUNDS * relaxed.iter().map(pairs).sum::<usize>();
+    // Without spread lower sides, a response reads only the candidates of positive reduced
+    // value: a workload to which `c` stays worth nothing at the lowered prices responds as
+    // before (lowering only raises reduced values, so it was worth nothing before either).
+    let forced: Vec<bool> = relaxed.iter().map(|w| w.choices.iter().any(|ch| !ch.forces.is_empty())).collect();
+    let mut movers: Vec<u32> = Vec::new();
     for c in clusters.into_iter().map(|(_, c)| c) {
         let rows = slack_rows(c, &prices, &load);
-        let per_try: usize = users[c].iter().map(|&w| pairs(&relaxed[w as usize])).sum();
         let old: Vec<f64> = rows.iter().map(|&i| prices[i]).collect();
         let mut lowered = false;
         for &f in &SLACK_PRICE_STEPS {
-            if rows.is_empty() || per_try > left {
+            if rows.is_empty() {
                 break;
             }
-            left -= per_try;
             for (&i, &p) in rows.iter().zip(&old) {
                 prices[i] = p * f;
             }
-            let answers = super::par_map(users[c].chunks(RESPONSE_CHUNK_WORKLOADS).collect(), |ws: &[u32]| {
+            movers.clear();
+            movers.extend(
+                users[c]
+                    .iter()
+                    .filter(|&&w| forced[w as usize] || reduced(&relaxed[w as usize], &prices, nr, c as u32) > 0.0),
+            );
+            // One try may spend at most half of what is left, so one large cluster that fails
+            // cannot starve the smaller ones after it (at 3k x 30 one did, and the bound ended
+            // 0.7% higher).
+            let per_try: usize = movers.iter().map(|&w| pairs(&relaxed[w as usize])).sum();
+            if per_try > left / 2 {
+                break;
+            }
+            left -= per_try;
+            let answers = super::par_map(movers.chunks(RESPONSE_CHUNK_WORKLOADS).collect(), |ws: &[u32]| {
                 let (mut s, mut out) = (Scratch::default(), Vec::new());
                 ws.iter()
                     .map(|&w| (respond(&relaxed[w as usize], Some(&prices), nr, &mut s, &mut out), out.clone()))
                     .collect::<Vec<_>>()
             });
             let mut delta: f64 = rows.iter().zip(&old).map(|(&i, &p)| (prices[i] - p) * free[i]).sum();
-            for (&w, (v, _)) in users[c].iter().zip(answers.iter().flatten()) {
+            for (&w, (v, _)) in movers.iter().zip(answers.iter().flatten()) {
                 delta += v - value[w as usize];
             }
             if delta < 0.0 {
                 lowered = true;
-                for (&w, (v, response)) in users[c].iter().zip(answers.into_iter().flatten()) {
+                for (&w, (v, response)) in movers.iter().zip(answers.into_iter().flatten()) {
                     let (wi, w) = (w as usize, &relaxed[w as usize]);
                     add_load(&mut load, w, &taken[wi], -1.0);
                     add_load(&mut load, w, &response, 1.0);
