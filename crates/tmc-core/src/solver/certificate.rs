@@ -1006,7 +1006,7 @@ pub(crate) fn prepare(fleet: &Fleet<'_>, filters: &Filters<'_>, contexts: &[Work
     }
     let mut scratch = Vec::new();
     let zero = vec![0.0; free.len()];
-    let (value, load, totals) = lagrangian_with_totals(&relaxed, &zero, &top, &free, None, nr, &mut scratch);
+    let (value, load, totals) = lagrangian(&relaxed, &zero, &top, &free, None, nr, &mut scratch);
     // Where priced rounds follow, they get at least as low (pools' and fleet-wide prices are
     // among their starting points).
     let uniform = if stepped { f64::INFINITY } else { uniform_bound(&relaxed, &totals, &free, nr, contexts, filters) };
@@ -1021,7 +1021,7 @@ pub(crate) fn prepare(fleet: &Fleet<'_>, filters: &Filters<'_>, contexts: &[Work
         let candidates = if fleet_wide == pools { vec![pools] } else { vec![pools, fleet_wide] };
         for prices in candidates.into_iter().filter(|p| p.iter().any(|&p| p > 0.0)) {
             let y: Vec<f64> = prices.iter().zip(&top).map(|(&p, &t)| if t > 0.0 { p / t } else { 0.0 }).collect();
-            let (value, load) = lagrangian(&relaxed, &y, &top, &free, Some(&prices), nr, &mut scratch);
+            let (value, load, _) = lagrangian(&relaxed, &y, &top, &free, Some(&prices), nr, &mut scratch);
             if value < start.value {
                 start = Start { y, value, load };
             }
@@ -1322,23 +1322,10 @@ fn is_subset(a: &[u32], b: &[u32]) -> bool {
     a.iter().all(|x| rest.by_ref().any(|y| y == x))
 }
 
-/// The Lagrangian's value at scaled prices `y` (`prices = y · top`, `None` where `y` is all zero) and
-/// the load the workloads' best responses put on each row.
+/// The Lagrangian's value at scaled prices `y` (`prices = y · top`, `None` where `y` is all zero),
+/// the load the workloads' best responses put on each row, and each workload's best-response
+/// value (in workload order).
 fn lagrangian(
-    relaxed: &[Relaxed],
-    y: &[f64],
-    top: &[f64],
-    free: &[f64],
-    prices: Option<&[f64]>,
-    nr: usize,
-    scratch: &mut Vec<Scratch>,
-) -> (f64, Vec<f64>) {
-    let (value, load, _) = lagrangian_with_totals(relaxed, y, top, free, prices, nr, scratch);
-    (value, load)
-}
-
-/// [`lagrangian`], with each workload's best-response value (in workload order) as well.
-fn lagrangian_with_totals(
     relaxed: &[Relaxed],
     y: &[f64],
     top: &[f64],
@@ -1574,7 +1561,10 @@ pub(crate) fn certify(
         // Round 0 was computed by `prepare`.
         let (mut value, mut load) = match first.take() {
             Some(at_start) => at_start,
-            None => lagrangian(relaxed, &y, top, free, Some(&prices), nr, &mut scratch),
+            None => {
+                let (value, load, _) = lagrangian(relaxed, &y, top, free, Some(&prices), nr, &mut scratch);
+                (value, load)
+            }
         };
         if value < best {
             best = value;
@@ -1757,42 +1747,42 @@ mod tests {
         (prepared.start.y.clone(), prepared.start.value, at_zero)
     }
 
-    /// What [`super::prepare`] computes for `workloads` (in this order) on `clusters`, with the
-    /// fleet's resources and cluster names (rows are cluster-major).
-    fn prepared(clusters: Vec<Cluster>, workloads: Vec<Workload>) -> (super::Prepared, Vec<String>, Vec<String>) {
+    /// `f` of the compiled fleet, filters and contexts of `workloads` (in this order) on
+    /// `clusters`.
+    fn compiled<R>(
+        clusters: Vec<Cluster>,
+        workloads: Vec<Workload>,
+        f: impl FnOnce(&super::Fleet<'_>, &super::Filters<'_>, &[super::WorkloadCtx<'_>]) -> R,
+    ) -> R {
         let input = PlacementInput { clusters, workloads, ..PlacementInput::default() };
         let fleet = super::Fleet::compile(&input);
         let order: Vec<&Workload> = input.workloads.iter().collect();
         let filters = super::Filters::compile(&order, &fleet.clusters, None);
         let contexts: Vec<_> =
             order.iter().enumerate().map(|(i, w)| super::WorkloadCtx::new(i, w, &fleet, &filters, None)).collect();
-        let resources = fleet.resources.iter().map(|r| r.to_string()).collect();
-        let names = fleet.clusters.iter().map(|c| c.name.to_string()).collect();
-        (super::prepare(&fleet, &filters, &contexts), resources, names)
+        f(&fleet, &filters, &contexts)
+    }
+
+    /// What [`super::prepare`] computes for `workloads` (in this order) on `clusters`, with the
+    /// fleet's resources and cluster names (rows are cluster-major).
+    fn prepared(clusters: Vec<Cluster>, workloads: Vec<Workload>) -> (super::Prepared, Vec<String>, Vec<String>) {
+        compiled(clusters, workloads, |fleet, filters, contexts| {
+            let resources = fleet.resources.iter().map(|r| r.to_string()).collect();
+            let names = fleet.clusters.iter().map(|c| c.name.to_string()).collect();
+            (super::prepare(fleet, filters, contexts), resources, names)
+        })
     }
 
     /// [`super::uniform_bound`] of `workloads` (in this order) on `clusters`, and the bound at
     /// zero prices.
     fn uniform_of(clusters: Vec<Cluster>, workloads: Vec<Workload>) -> (f64, f64) {
-        let input = PlacementInput { clusters, workloads, ..PlacementInput::default() };
-        let fleet = super::Fleet::compile(&input);
-        let order: Vec<&Workload> = input.workloads.iter().collect();
-        let filters = super::Filters::compile(&order, &fleet.clusters, None);
-        let contexts: Vec<_> =
-            order.iter().enumerate().map(|(i, w)| super::WorkloadCtx::new(i, w, &fleet, &filters, None)).collect();
-        let prepared = super::prepare(&fleet, &filters, &contexts);
-        let nr = fleet.resources.len();
-        let zero_y = vec![0.0; prepared.free.len()];
-        let (zero, _, totals) = super::lagrangian_with_totals(
-            &prepared.relaxed,
-            &zero_y,
-            &prepared.top,
-            &prepared.free,
-            None,
-            nr,
-            &mut Vec::new(),
-        );
-        (super::uniform_bound(&prepared.relaxed, &totals, &prepared.free, nr, &contexts, &filters), zero)
+        compiled(clusters, workloads, |fleet, filters, contexts| {
+            let prepared = super::prepare(fleet, filters, contexts);
+            let (nr, relaxed, free) = (fleet.resources.len(), &prepared.relaxed, &prepared.free);
+            let zero_y = vec![0.0; free.len()];
+            let (zero, _, totals) = super::lagrangian(relaxed, &zero_y, &prepared.top, free, None, nr, &mut Vec::new());
+            (super::uniform_bound(relaxed, &totals, free, nr, contexts, filters), zero)
+        })
     }
 
     #[test]
@@ -1952,14 +1942,14 @@ mod tests {
         let mut y = vec![0.0; free.len()];
         y[big_cpu] = 1.0;
         let prices: Vec<f64> = y.iter().zip(&top).map(|(y, t)| y * t).collect();
-        let (overpriced, _) = super::lagrangian(&relaxed, &y, &top, &free, Some(&prices), nr, &mut Vec::new());
+        let (overpriced, ..) = super::lagrangian(&relaxed, &y, &top, &free, Some(&prices), nr, &mut Vec::new());
         let lowered = super::lower_slack_prices(&relaxed, &mut y, &top, &free, nr, 0.0);
         assert!(lowered < overpriced - 1.0, "{lowered} not below {overpriced}");
         assert!(y[big_cpu] < 1.0, "big's cpu still at y = {}", y[big_cpu]);
         // Still an upper bound: 4 x 3 + 10 x 1 = 22 is feasible.
         assert!(lowered >= 22.0 - 1e-9, "bound {lowered} below a feasible plan");
         let prices: Vec<f64> = y.iter().zip(&top).map(|(y, t)| y * t).collect();
-        let (again, _) = super::lagrangian(&relaxed, &y, &top, &free, Some(&prices), nr, &mut Vec::new());
+        let (again, ..) = super::lagrangian(&relaxed, &y, &top, &free, Some(&prices), nr, &mut Vec::new());
         assert!((again - lowered).abs() < 1e-9 * again.max(1.0), "reported {lowered}, Lagrangian {again}");
     }
 
