@@ -399,6 +399,27 @@ clusters:
     check(&with(fleet, &copies), "default/w Scheduled gcp-1=2 gcp-2=2");
 }
 
+/// Under `numberOfClusters`, when the best-scored clusters cannot hold the request, the clusters
+/// with the most room go first: replicas placed come before preferences. Every candidate counts,
+/// not only the best-ranked few that selection reads otherwise.
+#[test]
+fn number_of_clusters_takes_the_clusters_that_hold_the_request() {
+    let fleet = "
+clusters:
+  - {name: a, labels: {fast: 'yes'}, capacity: {cpu: '2'}}
+  - {name: b, labels: {fast: 'yes'}, capacity: {cpu: '2'}}
+  - {name: c, capacity: {cpu: '10'}}
+  - {name: d, capacity: {cpu: '1'}}
+";
+    let workload = "  - {name: w, replicas: 10, resources: {cpu: '1'}, numberOfClusters: 2, \
+                    preferences: [{weight: 100, labelSelector: {matchLabels: {fast: 'yes'}}}]}";
+    check(&with(fleet, workload), "default/w Scheduled a=2 c=8");
+    // When the best-scored clusters hold it all, preferences decide as before.
+    let small = "  - {name: w, replicas: 4, resources: {cpu: '1'}, numberOfClusters: 2, \
+                 preferences: [{weight: 100, labelSelector: {matchLabels: {fast: 'yes'}}}]}";
+    check(&with(fleet, small), "default/w Scheduled a=2 b=2");
+}
+
 /// `head` (clusters and a workload `w`) with six small workloads that prefer zones z1 and z2
 /// and each put one replica on two clusters there, placed before `w`.
 fn with_six_small_workloads(head: &str) -> String {
