@@ -439,26 +439,16 @@ fn regroup(board: &mut Board<'_>, usage: &mut Usage, outcomes: &mut [Outcome], b
             break;
         }
         let (wc, o) = (&contexts[i], &outcomes[i]);
-        let held = wc.w.number_of_clusters.is_some_and(|n| o.counts.len() >= n as usize);
-        let aggregated = wc.w.replica_scheduling.division == Division::Aggregated;
-        if o.complete || !held || !wc.divided() || aggregated || !board.movable(i) {
-            continue;
-        }
-        // It can place more only on a cluster it does not use that has room for more than its
-        // smallest share (it is short, so its own clusters are full for it).
-        let smallest = o.counts.iter().map(|&(_, n)| n).min().unwrap_or(0);
-        let more = AtMost::new(&wc.demand, smallest + 1);
-        let roomier = |c: usize| count_of(&o.counts, c) == 0 && fleet.fit_at_most(usage, c, &more) > smallest;
-        if !wc.filters.iter().any(|&f| filters.mask(f).admitted_open().any(|(c, open)| open && roomier(c))) {
+        if !held_by_count(wc, o) || !board.movable(i) {
             continue;
         }
         *budget -= 1;
         let mut others = usage.clone();
         fleet.remove(&mut others, &o.counts, &wc.demand);
-        let mut roomy = wc.clone();
-        roomy.roomy = true;
-        let mut regrouped = roomy.place_fresh_unexplained(fleet, filters, &others);
-        if regrouped.placed() <= o.placed() || !board.keeps_fixed_point(outcomes, &[(i, &regrouped)]) {
+        let Some(mut regrouped) = regrouped(wc, fleet, filters, &others, o) else {
+            continue;
+        };
+        if !board.keeps_fixed_point(outcomes, &[(i, &regrouped)]) {
             continue;
         }
         if !wc.terms.is_empty() {
@@ -467,6 +457,42 @@ fn regroup(board: &mut Board<'_>, usage: &mut Usage, outcomes: &mut [Outcome], b
         board.freed.extend(o.counts.iter().map(|&(c, _)| c));
         board.commit(usage, outcomes, vec![(i, regrouped)]);
     }
+}
+
+/// Whether `o` leaves `wc` short with as many clusters as `numberOfClusters` allows, Divided and
+/// not Aggregated (which already takes the roomiest clusters): what [`regrouped`] may improve.
+fn held_by_count(wc: &WorkloadCtx<'_>, o: &Outcome) -> bool {
+    let held = wc.w.number_of_clusters.is_some_and(|n| o.counts.len() >= n as usize);
+    held && !o.complete && wc.divided() && wc.w.replica_scheduling.division != Division::Aggregated
+}
+
+/// A [`regroup`] trial for `wc`, a fresh workload that does not rebalance, left with `o`
+/// (`others`: the usage without it): its placement from scratch with the roomiest clusters
+/// tried first, when that places more; unexplained. The incremental placer places a single
+/// fresh workload the same way, as the full solve's improvement step would leave it.
+pub(crate) fn regrouped(
+    wc: &WorkloadCtx<'_>,
+    fleet: &Fleet<'_>,
+    filters: &Filters<'_>,
+    others: &Usage,
+    o: &Outcome,
+) -> Option<Outcome> {
+    if !held_by_count(wc, o) || wc.w.rebalance.policy != RebalancePolicy::Never {
+        return None;
+    }
+    // It can place more only on a cluster it does not use with room for more than its smallest
+    // share (it is short, so its own clusters are full for it). Such a cluster's usage is the
+    // same with or without it.
+    let smallest = o.counts.iter().map(|&(_, n)| n).min().unwrap_or(0);
+    let more = AtMost::new(&wc.demand, smallest + 1);
+    let roomier = |c: usize| count_of(&o.counts, c) == 0 && fleet.fit_at_most(others, c, &more) > smallest;
+    if !wc.filters.iter().any(|&f| filters.mask(f).admitted_open().any(|(c, open)| open && roomier(c))) {
+        return None;
+    }
+    let mut roomy = wc.clone();
+    roomy.roomy = true;
+    let regrouped = roomy.place_fresh_unexplained(fleet, filters, others);
+    (regrouped.placed() > o.placed()).then_some(regrouped)
 }
 
 /// Replica shifts: for each incomplete workload, frees room on a cluster it may grow on by moving

@@ -7,7 +7,8 @@
 //! A workload is *settled* when a re-plan keeps it exactly as it is: fully placed, kept whole by
 //! stage A (Divided: all replicas; Duplicated: `numberOfClusters` copies) and not rebalancing.
 //! A change to workload `w` is placed incrementally ([`Update::Incremental`]: only `w` is
-//! placed, against the capacity the others use, from a ledger kept up to date) when every other
+//! placed, against the capacity the others use, from a ledger kept up to date, and regrouped as
+//! the improvement step would when it is new and `numberOfClusters` holds it back) when every other
 //! workload is settled, or when the plan is a fixed point of re-planning and no unsettled
 //! workload admits a cluster whose usage the change alters (their view is then unchanged). It
 //! also needs `w` not to keep more than it had, not to preempt or rebalance, and the lowest
@@ -639,7 +640,26 @@ impl Placer {
         let outcome: Outcome = match kept {
             Some(k) if k.complete => Outcome::kept(k),
             Some(k) => extend(&wc, &fleet, &filters, &others, k),
-            None => wc.place_fresh(&fleet, &filters, &others),
+            None => {
+                // The full solve's improvement step regroups a workload without previous
+                // decisions that numberOfClusters holds back; nothing else moves for it (every
+                // other workload keeps its decisions there).
+                let fresh = wc.place_fresh(&fleet, &filters, &others);
+                let regrouped = wc
+                    .previous
+                    .is_empty()
+                    .then(|| super::improve::regrouped(&wc, &fleet, &filters, &others, &fresh))
+                    .flatten();
+                match regrouped {
+                    Some(mut regrouped) => {
+                        if !wc.terms.is_empty() {
+                            wc.explain(&fleet, &filters, &others, &[], &mut regrouped);
+                        }
+                        regrouped
+                    }
+                    None => fresh,
+                }
+            }
         };
         if !outcome.complete && w.preemption == Preemption::PreemptLowerPriority {
             return None;
