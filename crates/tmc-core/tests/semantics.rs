@@ -1294,6 +1294,32 @@ workloads:
 }
 
 #[test]
+fn stable_when_a_preemption_gains_less_than_it_evicts_for() {
+    // w02 (a preemptor, skew 0 over regions and zones) was short by 4; the last pass evicted all
+    // three of w03's replicas on c01 for it, but the skew let it use one there (8 of 10), and
+    // w03 took the rest back. The next solve preempted again from 8 and reached 10. The last
+    // pass now preempts until it stops gaining.
+    let yaml = "
+clusters:
+  - {name: c00, location: {provider: aws, region: r0, zone: z0}, capacity: {cpu: '4', memory: 2Gi}}
+  - {name: c01, location: {provider: aws, region: r1, zone: z1}, capacity: {cpu: '3', memory: 6Gi}}
+  - {name: c02, location: {provider: aws, region: r0, zone: z2}, capacity: {cpu: '1', memory: 1Gi}}
+  - {name: c03, location: {provider: aws, region: r1, zone: z0}, capacity: {cpu: '4', memory: 5Gi}}
+  - {name: c04, location: {provider: aws, region: r0, zone: z1}, capacity: {cpu: '3', memory: 2Gi}}
+  - {name: c05, location: {provider: aws, region: r1, zone: z2}, capacity: {cpu: '3', memory: 7Gi}}
+workloads:
+  - {name: w00, replicas: 4, resources: {cpu: 250m, memory: 512Mi}, spreadConstraints: [{topologyKey: region, maxSkew: 0}, {topologyKey: zone, maxSkew: 0}], replicaScheduling: {type: Divided, division: Weighted}, priority: 1}
+  - {name: w01, replicas: 11, resources: {cpu: 750m, memory: 512Mi}, replicaScheduling: {type: Divided, division: Aggregated, maxReplicasPerCluster: 2}, priority: 2}
+  - {name: w02, replicas: 10, resources: {cpu: 500m, memory: 256Mi}, spreadConstraints: [{topologyKey: region, maxSkew: 0}, {topologyKey: zone, maxSkew: 0}], replicaScheduling: {type: Divided, division: Weighted}, priority: 2, preemption: PreemptLowerPriority}
+  - {name: w03, replicas: 10, resources: {cpu: 250m, memory: 256Mi}, spreadConstraints: [{topologyKey: zone, maxSkew: 0}], replicaScheduling: {type: Divided, division: Aggregated, maxReplicasPerCluster: 3}}
+";
+    assert_plan_is_stable(yaml);
+    let plan = solve_yaml(yaml);
+    let w02 = plan.placements.iter().find(|p| p.workload.0 == "default/w02");
+    assert_eq!(w02.map(|p| p.decisions.iter().map(|d| d.replicas).sum::<u32>()), Some(10));
+}
+
+#[test]
 fn stable_when_a_short_workload_grows_where_a_preemptor_only_seems_to_fit() {
     // w00 (a preemptor, skew 0 over regions and zones, at most 1 per cluster) guarded c01, where
     // its skew lets it place nothing; the guard kept w02 (a preemptor pinned to c01) off it, and

@@ -42,7 +42,8 @@
 //! workload (and every Duplicated one that takes all clusters) is extended as its own previous
 //! decision wherever one more unit fits (placing is not monotone in free capacity, so a workload
 //! that stopped short when it was placed can extend on the fuller fleet), then a preemptor still
-//! short preempts where it could place more with the later workloads gone.
+//! short preempts where it could place more with the later workloads gone, again while that
+//! gains (a preemption sized per cluster can gain less than it evicted for).
 //!
 //! The plan must be a fixed point of the next solve, which keeps it and then preempts and
 //! rebalances by its rules. So a move is refused when it leaves a workload that may preempt
@@ -956,12 +957,19 @@ fn settle(board: &mut Board<'_>, usage: &mut Usage, outcomes: &mut [Outcome]) {
                 }
             }
         }
-        // Still short, it preempts: the next solve, too, extends what it keeps first.
-        if may_preempt(&contexts[x], &outcomes[x])
+        // Still short, it preempts: the next solve, too, extends what it keeps first. Until it
+        // stops gaining: a preemption sized per cluster can gain less than it evicted for (a
+        // spread with maxSkew 0 uses one replica of three freed), the victims take the rest
+        // back, and the next solve would preempt again from the larger placement.
+        while may_preempt(&contexts[x], &outcomes[x])
             && has_room_alone(&contexts[x], filters, fleet, &before, &outcomes[x])
         {
+            let placed = outcomes[x].placed();
             preempt_as_next_solve(board, usage, outcomes, x);
             rooms.clear();
+            if outcomes[x].placed() <= placed {
+                break;
+            }
         }
         fleet.add(&mut before, &outcomes[x].counts, &contexts[x].demand);
     }
