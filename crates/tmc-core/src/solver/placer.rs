@@ -643,22 +643,17 @@ impl Placer {
             None => {
                 // The full solve's improvement step regroups a workload without previous
                 // decisions that numberOfClusters holds back; nothing else moves for it (every
-                // other workload keeps its decisions there).
-                let fresh = wc.place_fresh(&fleet, &filters, &others);
-                let regrouped = wc
-                    .previous
-                    .is_empty()
-                    .then(|| super::improve::regrouped(&wc, &fleet, &filters, &others, &fresh))
-                    .flatten();
-                match regrouped {
-                    Some(mut regrouped) => {
-                        if !wc.terms.is_empty() {
-                            wc.explain(&fleet, &filters, &others, &[], &mut regrouped);
-                        }
-                        regrouped
-                    }
-                    None => fresh,
+                // other workload keeps its decisions there). Only the outcome kept is explained.
+                let mut fresh = wc.place_fresh_unexplained(&fleet, &filters, &others);
+                if wc.previous.is_empty()
+                    && let Some(regrouped) = super::improve::regrouped(&wc, &fleet, &filters, &others, &fresh)
+                {
+                    fresh = regrouped;
                 }
+                if !wc.terms.is_empty() {
+                    wc.explain(&fleet, &filters, &others, &[], &mut fresh);
+                }
+                fresh
             }
         };
         if !outcome.complete && w.preemption == Preemption::PreemptLowerPriority {
