@@ -1348,3 +1348,47 @@ workloads:
         Some(vec!["c01=1".to_string()])
     );
 }
+
+/// A trade for a workload that `numberOfClusters` keeps on the cluster it has weighs the
+/// blockers on that cluster only. Four workloads spread one replica over each of four other
+/// clusters would free the most room in all (four each, against three for `big`), but `w` can
+/// never add those clusters: ranked first, they crowded `big` out of the trial, and `w` stayed at
+/// one replica. `big` (Aggregated, so no shift moves it) makes way to `f`.
+#[test]
+fn a_trade_weighs_blockers_where_number_of_clusters_lets_the_workload_grow() {
+    let mut yaml = String::from(
+        "
+clusters:
+  - {name: a, labels: {w: 'yes', big: 'yes'}, capacity: {cpu: '4'}}
+  - {name: b, labels: {w: 'yes', wide: 'yes'}, capacity: {cpu: '4'}}
+  - {name: c, labels: {w: 'yes', wide: 'yes'}, capacity: {cpu: '4'}}
+  - {name: d, labels: {w: 'yes', wide: 'yes'}, capacity: {cpu: '4'}}
+  - {name: e, labels: {w: 'yes', wide: 'yes'}, capacity: {cpu: '4'}}
+  - {name: f, labels: {big: 'yes'}, capacity: {cpu: '3'}}
+workloads:
+  - {name: w, replicas: 4, resources: {cpu: '1'}, numberOfClusters: 1, \
+     clusterAffinity: {labelSelector: {matchLabels: {w: 'yes'}}}}
+  - {name: big, priority: 1, replicas: 3, resources: {cpu: '1'}, \
+     replicaScheduling: {type: Divided, division: Aggregated}, \
+     clusterAffinity: {labelSelector: {matchLabels: {big: 'yes'}}}, \
+     preferences: [{weight: 100, labelSelector: {matchLabels: {w: 'yes'}}}]}
+",
+    );
+    for k in 1..=4 {
+        yaml.push_str(&format!(
+            "  - {{name: wide{k}, priority: 1, replicas: 4, resources: {{cpu: '1'}}, \
+             replicaScheduling: {{maxReplicasPerCluster: 1}}, \
+             clusterAffinity: {{labelSelector: {{matchLabels: {{wide: 'yes'}}}}}}}}\n"
+        ));
+    }
+    check(
+        &yaml,
+        "
+        default/big Scheduled f=3
+        default/w Scheduled a=4
+        default/wide1 Scheduled b=1 c=1 d=1 e=1
+        default/wide2 Scheduled b=1 c=1 d=1 e=1
+        default/wide3 Scheduled b=1 c=1 d=1 e=1
+        default/wide4 Scheduled b=1 c=1 d=1 e=1",
+    );
+}
