@@ -1392,3 +1392,23 @@ workloads:
         default/wide4 Scheduled b=1 c=1 d=1 e=1",
     );
 }
+
+/// An incomplete workload is explained against the plan as it ends. `r` is first placed on the
+/// cheapest cluster `a`, where one replica fits, and then regrouped onto `b`, which holds both;
+/// `x` (no cluster has a GPU) was explained while `r` still sat on `a`, and said `a` had too
+/// little CPU, though the plan leaves `a` empty.
+#[test]
+fn explanations_describe_the_plan_after_the_improvement_step() {
+    let yaml = "
+clusters:
+  - {name: a, cost: 0, capacity: {cpu: '4'}}
+  - {name: b, cost: 3, capacity: {cpu: '12'}}
+workloads:
+  - {name: r, priority: 1, replicas: 2, resources: {cpu: 3600m}, numberOfClusters: 1, \
+     prioritizers: [{name: Cost, weight: 1}]}
+  - {name: x, replicas: 1, resources: {cpu: 3500m, nvidia.com/gpu: '1'}}
+";
+    let plan = check(yaml, "default/r Scheduled b=2\ndefault/x Unschedulable");
+    let x = plan.placements.iter().find(|p| p.workload.to_string() == "default/x").expect("x is in the plan");
+    assert_eq!(x.message, "0/2 clusters are available: 2 had insufficient nvidia.com/gpu.");
+}

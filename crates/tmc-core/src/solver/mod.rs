@@ -217,6 +217,15 @@ fn place_all(
     }
     if !would_preempt {
         improve::improve(contexts, fleet, filters, values, &mut usage, &mut outcomes);
+        // Explanations describe the plan as it ends: an incomplete workload explained while it
+        // was placed saw the usage of that moment, which the improvement step may have changed
+        // since (a regroup moving a workload off a cluster left the explanation of a later one
+        // saying the cluster had no room). The incremental placer explains a workload it places
+        // against the same final usage of the others, so the two agree.
+        let usage = &usage;
+        par_map(contexts.iter().zip(outcomes.iter_mut()).filter(|(_, o)| !o.complete).collect(), |(wc, o)| {
+            wc.explain_final(fleet, filters, usage, o)
+        });
     }
     Placed { outcomes, would_preempt }
 }

@@ -593,6 +593,19 @@ impl<'a> WorkloadCtx<'a> {
         }
     }
 
+    /// Explains `o`, an incomplete outcome, against `usage`, the final plan's (its own replicas
+    /// included): the clusters with room for it and those without, and why, as a placement of it
+    /// against the others' usage would find them (its own clusters count as candidates).
+    pub fn explain_final(&self, fleet: &Fleet<'_>, filters: &Filters<'_>, usage: &Usage, o: &mut Outcome) {
+        if o.complete {
+            return;
+        }
+        let survey = self.survey(fleet, filters, usage, o.term, &o.counts, true);
+        o.no_room = survey.no_room;
+        o.candidates = survey.candidates;
+        o.compact_explanation();
+    }
+
     /// [`WorkloadCtx::attempt`] without the no-room reasons.
     fn attempt_unexplained(
         &self,
