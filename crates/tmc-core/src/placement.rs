@@ -174,9 +174,10 @@ pub struct Placement {
     /// clusters each reason applies to, most clusters first (ties in [`Reason`] order). As in
     /// `message` (and kube-scheduler), each unused cluster counts under its most fundamental
     /// reason only, or, when that is capacity, under every resource that fell short; feasible
-    /// clusters that were not chosen count as [`Reason::NotSelected`]. Every reason of every
-    /// cluster is available on demand from [`crate::cluster_rejections`]: listing them here would
-    /// cost clusters × unplaced workloads entries.
+    /// clusters that were not chosen count as [`Reason::NotSelected`]. Room is judged in the
+    /// plan as it ends, with every other workload's replicas where the plan puts them. Every
+    /// reason of every cluster is available on demand from [`crate::cluster_rejections`]: listing
+    /// them here would cost clusters × unplaced workloads entries.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unavailable: Vec<ReasonCount>,
 }

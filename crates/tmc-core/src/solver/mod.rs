@@ -11,7 +11,8 @@
 //! 3. **place** (stage B), in placement order: complete partial keeps (scale-up), rebalance
 //!    where the policy asks, place everything else ([`place`]: fit, score, select, divide, repair
 //!    skew, verify), and preempt lower-priority replicas where allowed;
-//! 4. **explain**: every placement that is not complete gets a message and per-cluster reasons.
+//! 4. **explain**: every placement that is not complete gets a message and per-cluster reasons,
+//!    found against the plan as it ends (after the improvement step's moves).
 //!
 //! Stability: an unchanged input re-solved with its plan as `previous` moves nothing.
 
