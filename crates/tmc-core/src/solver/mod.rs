@@ -108,7 +108,8 @@ fn solve_explained(input: &PlacementInput, detail: Option<&WorkloadKey>) -> (Pla
     let filters = Filters::compile(&order, &fleet.clusters, input.now);
     let previous: BTreeMap<_, _> = input.previous.iter().map(|p| (p.workload.clone(), p)).collect();
     let contexts: Vec<WorkloadCtx<'_>> = par_map(order.iter().enumerate().collect(), |(i, w)| {
-        WorkloadCtx::new(i, w, &fleet, &filters, previous.get(&w.key()).copied())
+        // `place_all` explains what stays incomplete once, at the end.
+        WorkloadCtx::new(i, w, &fleet, &filters, previous.get(&w.key()).copied()).explained_later()
     });
 
     // Placement runs on one core; the plan-independent part of the certificate uses the others

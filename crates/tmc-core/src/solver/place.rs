@@ -217,6 +217,11 @@ pub(crate) struct WorkloadCtx<'a> {
     /// short (5k x 100 high fell from 1.69% to 2.64% gap). The improvement step's regroup
     /// trials turn it on, where only room the whole plan left free is taken.
     pub roomy: bool,
+    /// Whether placing it finds the no-room reasons of an incomplete outcome at once. Off for
+    /// the workloads [`super::place_all`] places: it explains every incomplete outcome once,
+    /// against the final plan, after the improvement step (at 100k x 5k explaining both times
+    /// took 11.7 s instead of 8.5 s).
+    pub explained: bool,
 }
 
 impl<'a> WorkloadCtx<'a> {
@@ -259,7 +264,13 @@ impl<'a> WorkloadCtx<'a> {
             preferences: w.preferences.iter().map(|p| filters.preference_id(p)).collect(),
             weight_entries: w.replica_scheduling.weights.iter().map(|e| filters.weight_entry_id(e)).collect(),
             roomy: false,
+            explained: true,
         }
+    }
+
+    /// The same workload, with [`WorkloadCtx::explained`] off.
+    pub fn explained_later(self) -> Self {
+        WorkloadCtx { explained: false, ..self }
     }
 
     /// How many replicas admitted cluster `c` may hold: any number where it is `Open`, at most the
@@ -588,7 +599,7 @@ impl<'a> WorkloadCtx<'a> {
         floor: &[(usize, u64)],
         o: &mut Outcome,
     ) {
-        if !o.complete {
+        if !o.complete && self.explained {
             o.no_room = self.survey(fleet, filters, usage, o.term, floor, true).no_room;
         }
     }

@@ -466,7 +466,8 @@ impl Placer {
         let contexts: Vec<WorkloadCtx<'_>> = subset
             .iter()
             .enumerate()
-            .map(|(i, w)| WorkloadCtx::new(i, w, &fleet, &filters, self.plan.get(&w.key())))
+            // `place_all` explains what stays incomplete once, at the end.
+            .map(|(i, w)| WorkloadCtx::new(i, w, &fleet, &filters, self.plan.get(&w.key())).explained_later())
             .collect();
 
         // What the settled workloads use: the ledger without the workloads placed again (in the
