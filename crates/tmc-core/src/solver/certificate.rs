@@ -1984,6 +1984,39 @@ mod tests {
     }
 
     #[test]
+    fn one_round_is_prepared_without_keeping_choice_sets_and_to_the_same_values() {
+        // 1,000 workloads that admit all of 600 clusters: 600,000 pairs, above what allows a
+        // second round. `prepare` answers them without keeping the choice sets (no rows' load is
+        // found either); the general path gives the same bound at zero prices and per resource.
+        let clusters: Vec<Cluster> =
+            (0..600).map(|i| cluster(&format!("c{i:03}"), &format!("z{}", i % 3), "p", 2 + i % 5)).collect();
+        let workloads: Vec<Workload> = (0..1000)
+            .map(|i| {
+                let mut w = workload(1 + i % 4);
+                w.name = format!("w{i:04}");
+                w.priority = (i % 3) as i32;
+                if i % 5 == 0 {
+                    w.spread_constraints.push(spread("zone", Some(2), None, Some(1)));
+                }
+                w
+            })
+            .collect();
+        compiled(clusters, workloads, |fleet, filters, contexts| {
+            let one = super::prepare(fleet, filters, contexts);
+            assert_eq!(one.rounds, 1);
+            assert!(one.relaxed.is_empty() && one.start.load.is_empty(), "the one-round path was not taken");
+            let free = one.free.clone();
+            let all = super::prepare_rounds(fleet, filters, contexts, one.values.clone(), free, &fleet.empty_usage());
+            assert_eq!(all.rounds, 1);
+            assert_eq!(all.start.load.len(), one.free.len());
+            assert_eq!(one.start.value.to_bits(), all.start.value.to_bits());
+            assert_eq!(one.uniform.to_bits(), all.uniform.to_bits());
+            // Demand exceeds supply, so the one price per resource cuts below the zero-price bound.
+            assert!(one.uniform < one.start.value, "{} >= {}", one.uniform, one.start.value);
+        });
+    }
+
+    #[test]
     fn uniform_prices_cut_what_the_whole_fleet_is_short_of() {
         // Three clusters with two GPUs each; five workloads of two one-GPU replicas, priorities
         // 0 to 4 (replica values 1 to 5). At most six replicas run: the best are worth
