@@ -1166,6 +1166,85 @@ impl UniformTerm {
     fn cost(&self, prices: &[f64], skip: usize) -> f64 {
         self.needs.iter().filter(|&&(r, _)| r != skip).map(|&(r, k)| prices[r] * k).sum()
     }
+
+    /// What a unit needs of resource `r`, where it is charged.
+    fn need(&self, r: usize) -> Option<f64> {
+        self.needs.iter().find(|&&(x, _)| x == r).map(|&(_, k)| k)
+    }
+}
+
+/// A set of clusters priced by [`priced_in_pools`]: the workloads confined to it and its supply
+/// per resource.
+struct Pool {
+    /// Indices of the [`UniformTerm`]s of the workloads every cluster of which is in the pool.
+    members: Vec<usize>,
+    supply: Vec<f64>,
+}
+
+/// The lowest bound found at one price per resource and pool, where a row's price is the sum of
+/// the prices of the pools that hold its cluster: a unit of a workload then pays at least the
+/// prices of the pools it is confined to on every cluster it may use, so its best response is
+/// at most its zero-price units times the unit's value less those prices (and the pools' prices
+/// times their supply are the rows' part). Coordinate descent from zero prices, one (pool,
+/// resource) at a time: with the others fixed, the best price is where the fractional knapsack
+/// of the pool's members crosses its supply.
+fn priced_in_pools(terms: &[UniformTerm], pools: &[Pool], zero: f64) -> f64 {
+    let nr = pools.first().map_or(0, |p| p.supply.len());
+    let mut prices = vec![0.0f64; pools.len() * nr];
+    // What a unit of each term pays at `prices`, kept in step with them.
+    let mut cost = vec![0.0f64; terms.len()];
+    let mut best = zero;
+    let mut items: Vec<(f64, f64)> = Vec::new();
+    for _ in 0..UNIFORM_SWEEPS {
+        let mut moved = false;
+        for (i, pool) in pools.iter().enumerate() {
+            for r in (0..nr).filter(|&r| pool.supply[r] > 0.0) {
+                let old = prices[i * nr + r];
+                items.clear();
+                for &t in &pool.members {
+                    let term = &terms[t];
+                    let Some(k) = term.need(r) else { continue };
+                    // Above this price the workload takes nothing.
+                    let rest = term.value - (cost[t] - old * k);
+                    if rest > 0.0 && term.units > 0.0 {
+                        items.push((rest / k, term.units * k));
+                    }
+                }
+                let demand: f64 = items.iter().map(|&(_, a)| a).sum();
+                let price = if demand <= pool.supply[r] {
+                    0.0
+                } else {
+                    items.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+                    marginal_density(&items, pool.supply[r]).map_or(0.0, |(d, _)| d)
+                };
+                if price != old {
+                    moved = true;
+                    prices[i * nr + r] = price;
+                    for &t in &pool.members {
+                        if let Some(k) = terms[t].need(r) {
+                            cost[t] += (price - old) * k;
+                        }
+                    }
+                }
+            }
+        }
+        if !moved {
+            break;
+        }
+        // The bound at these prices, with every cost summed afresh (the running ones drift).
+        cost.iter_mut().for_each(|c| *c = 0.0);
+        let mut value = 0.0;
+        for (i, pool) in pools.iter().enumerate() {
+            let p = &prices[i * nr..(i + 1) * nr];
+            value += p.iter().zip(&pool.supply).map(|(p, s)| p * s).sum::<f64>();
+            for &t in &pool.members {
+                cost[t] += terms[t].cost(p, usize::MAX);
+            }
+        }
+        value += terms.iter().zip(&cost).map(|(t, c)| t.units * (t.value - c).max(0.0)).sum::<f64>();
+        best = best.min(value);
+    }
+    best
 }
 
 /// An upper bound on the Lagrangian at one price per resource, charged on every row of a cluster
@@ -1181,12 +1260,10 @@ impl UniformTerm {
 /// steps got.
 ///
 /// Shortages confined to part of the fleet (a tier of clusters only some workloads may use) do
-/// not show in fleet-wide prices when the rest of the fleet has room. So the same is done per
-/// *pool*: the cluster set of one of the filters most workloads use, priced for the workloads
-/// confined to it (every cluster they may open is in it) while every other workload keeps its
-/// zero-price response (an upper bound on its response at any prices: this is the Lagrangian at
-/// prices that are one per resource inside the pool and zero outside it). Disjoint pools add up;
-/// both bounds are returned ([`Uniform::bound`]: the lower).
+/// not show in fleet-wide prices when the rest of the fleet has room. So prices are also set per
+/// *pool* ([`priced_in_pools`]): the whole fleet and the cluster sets of the filters most
+/// workloads use, where the workloads confined to them (every cluster they may open is in the
+/// set) over-demand a resource. Both bounds are returned ([`Uniform::bound`]: the lower).
 fn uniform_bound(
     relaxed: &[Relaxed],
     totals: &[f64],
@@ -1261,10 +1338,7 @@ fn uniform_bound(
     };
     let all: Vec<&UniformTerm> = terms.iter().collect();
     let fleet_wide = priced_uniformly(&all, &supply_in(None), zero);
-    // Pools: the cluster sets of the filters most workloads use. The workloads confined to a
-    // pool (every cluster they may open is in it) are priced there alone; the others keep their
-    // zero-price response, which bounds theirs at any prices. Disjoint pools add up (the
-    // largest gain first).
+    // Pool candidates: the cluster sets of the filters most workloads use.
     let mut ids: std::collections::BTreeMap<Vec<u64>, usize> = std::collections::BTreeMap::new();
     // Per workload, the ids of its filters' cluster sets.
     let of_workload: Vec<Vec<usize>> = contexts
@@ -1288,38 +1362,30 @@ fn uniform_bound(
     for &id in of_workload.iter().flatten() {
         uses[id] += 1;
     }
-    let mut pools: Vec<usize> = (0..sets.len()).collect();
-    pools.sort_by(|&a, &b| uses[b].cmp(&uses[a]).then_with(|| sets[a].cmp(&sets[b])));
-    pools.truncate(POOL_CANDIDATES);
+    let mut candidates: Vec<usize> = (0..sets.len()).collect();
+    candidates.sort_by(|&a, &b| uses[b].cmp(&uses[a]).then_with(|| sets[a].cmp(&sets[b])));
+    candidates.truncate(POOL_CANDIDATES);
+    // The fleet first, then the candidate pools where what is confined to them over-demands
+    // a resource at zero prices (elsewhere a price never rises above 0).
+    let mut pools: Vec<Pool> = vec![Pool { members: (0..terms.len()).collect(), supply: supply_in(None) }];
     let mut inside = vec![false; sets.len()];
-    let mut gains: Vec<(f64, usize)> = pools
-        .into_iter()
-        .filter_map(|pool| {
-            let p = &sets[pool];
-            for (i, set) in inside.iter_mut().zip(&sets) {
-                *i = set.iter().zip(p).all(|(m, &p)| m & !p == 0);
-            }
-            let confined: Vec<&UniformTerm> = terms
-                .iter()
-                .zip(&of_workload)
-                .filter(|&(t, of)| t.units > 0.0 && of.iter().all(|&id| inside[id]))
-                .map(|(t, _)| t)
-                .collect();
-            let worth: f64 = confined.iter().map(|t| t.units * t.value).sum();
-            let gain = worth - priced_uniformly(&confined, &supply_in(Some(p)), worth);
-            (gain > 0.0).then_some((gain, pool))
-        })
-        .collect();
-    gains.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| sets[a.1].cmp(&sets[b.1])));
-    let mut taken = vec![0u64; words];
-    let mut pooled = zero;
-    for (gain, pool) in gains {
-        let p = &sets[pool];
-        if taken.iter().zip(p).all(|(t, p)| t & p == 0) {
-            pooled -= gain;
-            taken.iter_mut().zip(p).for_each(|(t, p)| *t |= p);
+    for &candidate in &candidates {
+        let set = &sets[candidate];
+        for (i, other) in inside.iter_mut().zip(&sets) {
+            *i = other.iter().zip(set).all(|(m, &p)| m & !p == 0);
+        }
+        let members: Vec<usize> =
+            (0..terms.len()).filter(|&t| terms[t].units > 0.0 && of_workload[t].iter().all(|&id| inside[id])).collect();
+        let supply = supply_in(Some(set));
+        let short = (0..nr).any(|r| {
+            let demand: f64 = members.iter().filter_map(|&t| terms[t].need(r).map(|k| terms[t].units * k)).sum();
+            demand > supply[r]
+        });
+        if short {
+            pools.push(Pool { members, supply });
         }
     }
+    let pooled = priced_in_pools(&terms, &pools, zero);
     Uniform { fleet_wide, pooled }
 }
 
@@ -1340,8 +1406,8 @@ impl Uniform {
 }
 
 /// Candidate pools of [`uniform_bound`]: the filters' cluster sets most workloads use. On the
-/// generated fleets the 16 most used already give all of the gain (100k x 5k: 1.73% to 1.35%
-/// gap), and 64 cost 15 ms at 10k x 1k and 0.5 s at 100k x 5k, beside the placement.
+/// generated fleets the 16 most used already give all of the gain (gap 1.35% to 1.29% at
+/// 10k x 1k, 1.73% to 1.30% at 100k x 5k; 2,048 give the same), at 64 beside the placement.
 const POOL_CANDIDATES: usize = 64;
 
 /// The lowest bound at one price per resource for `terms` on `supply` (per resource), by
