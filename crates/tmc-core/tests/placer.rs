@@ -147,3 +147,34 @@ workloads:
     assert_eq!(placer.plan().placements, solve(&reference).expect("valid").placements);
     remove(&mut placer, "w01");
 }
+
+/// Found by the property test (shrunk): `w00` may preempt and stays pending beside the
+/// lower-priority `w01` on `c01`. The new `w138` (one cluster at most) fits 5 of 6 replicas on
+/// `c01`, which it prefers, and all 6 on `c06`. A full re-plan does not regroup it onto `c06`:
+/// that would change `c01`, beside a short preemptor. The incremental path regrouped it anyway;
+/// the cluster a regroup leaves now counts as touched, so the change re-plans in full.
+#[test]
+fn a_regroup_that_leaves_a_cluster_beside_a_short_preemptor_replans_in_full() {
+    let yaml = "
+clusters:
+  - {name: c01, labels: {env: prod}, capacity: {cpu: 9454m}}
+  - {name: c06, capacity: {cpu: 12422m}, taints: [{key: maintenance, effect: NoExecute}]}
+workloads:
+  - {name: w00, replicas: 1, spreadConstraints: [{topologyKey: env, minGroups: 2}], preemption: PreemptLowerPriority}
+  - {name: w01, replicas: 1, priority: -1, resources: {cpu: 1007m}}
+";
+    let mut placer = Placer::new(parse(yaml)).expect("valid");
+    assert_eq!((placed(&placer, "w00"), placed(&placer, "w01")), (0, 1));
+    let w138: Workload = serde_saphyr::from_str(
+        "{name: w138, replicas: 6, resources: {cpu: 1408m}, numberOfClusters: 1,
+          tolerations: [{key: maintenance, operator: Exists}],
+          preferences: [{weight: 7, labelSelector: {matchExpressions: [{key: env, operator: Exists}]}}]}",
+    )
+    .expect("workload YAML");
+    let mut reference = placer.input();
+    reference.workloads.push(w138.clone());
+    assert_eq!(placer.upsert_workload(w138).expect("valid"), Update::Full);
+    let expected = solve(&reference).expect("valid");
+    assert_eq!(placer.plan().placements, expected.placements);
+    assert_eq!(placed(&placer, "w138"), 5);
+}

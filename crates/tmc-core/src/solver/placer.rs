@@ -638,6 +638,8 @@ impl Placer {
                 }
             }
         }
+        // Clusters a regroup moved the fresh placement off.
+        let mut left: Vec<usize> = Vec::new();
         let outcome: Outcome = match kept {
             Some(k) if k.complete => Outcome::kept(k),
             Some(k) => extend(&wc, &fleet, &filters, &others, k),
@@ -649,6 +651,10 @@ impl Placer {
                 if wc.previous.is_empty()
                     && let Some(regrouped) = super::improve::regrouped(&wc, &fleet, &filters, &others, &fresh)
                 {
+                    // The full solve refuses a regroup that leaves clusters beside a short
+                    // preemptor (it might preempt there on the next solve): the clusters left
+                    // count as touched, so such a neighbour makes this a full re-plan.
+                    left.extend(fresh.counts.iter().map(|&(c, _)| c));
                     fresh = regrouped;
                 }
                 if !wc.terms.is_empty() {
@@ -661,7 +667,7 @@ impl Placer {
             return None;
         }
         // Unsettled workloads that may use a cluster whose usage changes could change too.
-        let touched = wc.previous.iter().chain(&outcome.counts).map(|&(c, _)| c);
+        let touched = wc.previous.iter().chain(&outcome.counts).map(|&(c, _)| c).chain(left);
         if !self.untouched(key, touched) {
             return None;
         }
