@@ -178,3 +178,38 @@ workloads:
     assert_eq!(placer.plan().placements, expected.placements);
     assert_eq!(placed(&placer, "w138"), 5);
 }
+
+/// Found by the contended property test: the new `w178` may preempt. Placed alone it is short
+/// (five replicas split evenly over three clusters), so a full re-plan preempts lower-priority
+/// replicas on `c01` right away, and only then does the improvement step regroup it onto other
+/// clusters, where it would have fitted without evicting anyone. The incremental path regrouped
+/// first and evicted nobody; a short first placement of a preemptor now re-plans in full.
+#[test]
+fn a_new_preemptor_short_at_first_replans_in_full() {
+    let yaml = "
+clusters:
+  - {name: c00, location: {provider: aws, region: r0, zone: z0}, capacity: {cpu: '2', memory: 2Gi}}
+  - {name: c01, location: {provider: aws, region: r1, zone: z1}, capacity: {cpu: '5', memory: 8Gi}}
+  - {name: c02, location: {provider: aws, region: r0, zone: z2}, capacity: {cpu: '6', memory: 7Gi}}
+  - {name: c03, location: {provider: aws, region: r1, zone: z0}, capacity: {cpu: '3', memory: 7Gi}}
+workloads:
+  - {name: w00, replicas: 1, priority: -1, preemption: PreemptLowerPriority, resources: {cpu: 750m, memory: 256Mi}, replicaScheduling: {type: Divided, division: Aggregated}}
+  - {name: w01, replicas: 12, priority: -1, resources: {cpu: 250m, memory: 768Mi}, replicaScheduling: {type: Divided, division: Dynamic}}
+previous:
+  - {workload: default/w00, decisions: [{cluster: c01, replicas: 1}]}
+  - {workload: default/w01, decisions: [{cluster: c00, replicas: 1}, {cluster: c01, replicas: 4}, {cluster: c02, replicas: 4}, {cluster: c03, replicas: 3}]}
+";
+    let mut placer = Placer::new(parse(yaml)).expect("valid");
+    let w178: Workload = serde_saphyr::from_str(
+        "{name: w178, replicas: 5, priority: 2, preemption: PreemptLowerPriority, numberOfClusters: 3,
+          resources: {cpu: 1484m, memory: 768Mi}, replicaScheduling: {type: Divided, division: Weighted},
+          prioritizers: [{name: MostAllocated, weight: 2}]}",
+    )
+    .expect("workload YAML");
+    let mut reference = placer.input();
+    reference.workloads.push(w178.clone());
+    assert_eq!(placer.upsert_workload(w178).expect("valid"), Update::Full);
+    let expected = solve(&reference).expect("valid");
+    assert_eq!(placer.plan().placements, expected.placements);
+    assert_eq!(placed(&placer, "w178"), 5);
+}

@@ -648,6 +648,11 @@ impl Placer {
                 // decisions that numberOfClusters holds back; nothing else moves for it (every
                 // other workload keeps its decisions there). Only the outcome kept is explained.
                 let mut fresh = wc.place_fresh_unexplained(&fleet, &filters, &others);
+                // The full solve preempts for a short preemptor as soon as it is placed, before
+                // the improvement step could regroup it into room without evicting anyone.
+                if !fresh.complete && w.preemption == Preemption::PreemptLowerPriority {
+                    return None;
+                }
                 if wc.previous.is_empty()
                     && let Some(regrouped) = super::improve::regrouped(&wc, &fleet, &filters, &others, &fresh)
                 {
