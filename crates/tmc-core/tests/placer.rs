@@ -22,6 +22,16 @@ fn placed(placer: &Placer, name: &str) -> u64 {
     placer.plan().get(&WorkloadKey::new("default", name)).map_or(0, |p| p.placed)
 }
 
+/// Adds `w`, checks the plan against a full re-plan of the same state (the plan before as the
+/// previous one) and returns the path the placer took.
+fn add(placer: &mut Placer, w: Workload) -> Update {
+    let mut reference = placer.input();
+    reference.workloads.push(w.clone());
+    let update = placer.upsert_workload(w).expect("valid");
+    assert_eq!(placer.plan().placements, solve(&reference).expect("valid").placements, "after {update:?}");
+    update
+}
+
 /// Two clusters of 4 cpu: `web` (high priority) takes 6, `batch` (low priority, 4 wanted) gets
 /// the 2 left and stays pending.
 const CONTENDED: &str = "
@@ -171,11 +181,7 @@ workloads:
           preferences: [{weight: 7, labelSelector: {matchExpressions: [{key: env, operator: Exists}]}}]}",
     )
     .expect("workload YAML");
-    let mut reference = placer.input();
-    reference.workloads.push(w138.clone());
-    assert_eq!(placer.upsert_workload(w138).expect("valid"), Update::Full);
-    let expected = solve(&reference).expect("valid");
-    assert_eq!(placer.plan().placements, expected.placements);
+    assert_eq!(add(&mut placer, w138), Update::Full);
     assert_eq!(placed(&placer, "w138"), 5);
 }
 
@@ -206,10 +212,6 @@ previous:
           prioritizers: [{name: MostAllocated, weight: 2}]}",
     )
     .expect("workload YAML");
-    let mut reference = placer.input();
-    reference.workloads.push(w178.clone());
-    assert_eq!(placer.upsert_workload(w178).expect("valid"), Update::Full);
-    let expected = solve(&reference).expect("valid");
-    assert_eq!(placer.plan().placements, expected.placements);
+    assert_eq!(add(&mut placer, w178), Update::Full);
     assert_eq!(placed(&placer, "w178"), 5);
 }

@@ -1983,6 +1983,31 @@ mod tests {
         w
     }
 
+    /// A fixed xorshift sequence: `next(n)` draws from `0..n`.
+    fn draws(mut state: u64) -> impl FnMut(u64) -> u64 {
+        move |n| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        }
+    }
+
+    /// `count` clusters `c0`.. in `zones` zones, with 1 to `cpu` cpu, 0 to 2 GPUs and, for about
+    /// half of them, 1 to `pods` pods (the others do not limit pods).
+    fn random_clusters(next: &mut impl FnMut(u64) -> u64, count: u64, zones: u64, cpu: u64, pods: u64) -> Vec<Cluster> {
+        (0..count)
+            .map(|i| {
+                let mut c = cluster(&format!("c{i}"), &format!("z{}", next(zones)), "p", 1 + next(cpu));
+                c.capacity.insert("nvidia.com/gpu".into(), Quantity::from_units(next(3)));
+                if next(2) == 0 {
+                    c.capacity.insert("pods".into(), Quantity::from_units(1 + next(pods)));
+                }
+                c
+            })
+            .collect()
+    }
+
     fn spread(key: &str, min: Option<u32>, max: Option<u32>, skew: Option<u32>) -> SpreadConstraint {
         SpreadConstraint { topology_key: key.into(), min_groups: min, max_groups: max, max_skew: skew }
     }
@@ -2113,25 +2138,11 @@ mod tests {
         // sequence (spreads, counts, copies, per-cluster limits, GPUs, pod limits), that gives
         // exactly what the choice sets kept for more rounds give: the same responses, pairs,
         // zero-price bound and one-price bound, bit for bit.
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = |n: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % n
-        };
+        let mut next = draws(0x9e37_79b9_7f4a_7c15);
         let mut positive = 0;
         for case in 0..200 {
-            let clusters: Vec<Cluster> = (0..2 + next(8))
-                .map(|i| {
-                    let mut c = cluster(&format!("c{i}"), &format!("z{}", next(3)), "p", 1 + next(12));
-                    c.capacity.insert("nvidia.com/gpu".into(), Quantity::from_units(next(3)));
-                    if next(2) == 0 {
-                        c.capacity.insert("pods".into(), Quantity::from_units(1 + next(6)));
-                    }
-                    c
-                })
-                .collect();
+            let count = 2 + next(8);
+            let clusters = random_clusters(&mut next, count, 3, 12, 6);
             let workloads: Vec<Workload> = (0..1 + next(8))
                 .map(|i| {
                     let mut w = workload(1 + next(6) as u32);
@@ -2252,25 +2263,11 @@ mod tests {
         // Small instances from a fixed pseudo-random sequence, with counts, copies, per-cluster
         // maxima and clusters that do not limit pods: the bound is never below exact mode's
         // optimum.
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = |n: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % n
-        };
+        let mut next = draws(0x2545_f491_4f6c_dd1d);
         let (mut cut, mut pool_cut) = (0, 0);
         for case in 0..150 {
-            let clusters: Vec<Cluster> = (0..2 + next(3))
-                .map(|i| {
-                    let mut c = cluster(&format!("c{i}"), &format!("z{}", next(2)), "p", 1 + next(6));
-                    c.capacity.insert("nvidia.com/gpu".into(), Quantity::from_units(next(3)));
-                    if next(2) == 0 {
-                        c.capacity.insert("pods".into(), Quantity::from_units(1 + next(4)));
-                    }
-                    c
-                })
-                .collect();
+            let count = 2 + next(3);
+            let clusters = random_clusters(&mut next, count, 2, 6, 4);
             let workloads: Vec<Workload> = (0..2 + next(5))
                 .map(|i| {
                     let mut w = workload(1 + next(4) as u32);
