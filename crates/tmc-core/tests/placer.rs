@@ -215,3 +215,35 @@ previous:
     assert_eq!(add(&mut placer, w178), Update::Full);
     assert_eq!(placed(&placer, "w178"), 5);
 }
+
+/// Found by the property test: `w` (Aggregated, at most two clusters) holds 4 of 8 replicas
+/// when its replicas shrink to a fifth of the cpu. The incremental path extends what it keeps;
+/// the extension placed all 8 by moving the kept replicas, which an unchanged decision may not
+/// do, so the kept 4 stay, and nothing explained them: the message left out `c01`, where no
+/// replica fits (no memory). It is now explained against the plan as it ends, as a full re-plan
+/// explains it.
+#[test]
+fn an_extension_that_keeps_the_old_replicas_is_explained_like_a_full_replan() {
+    let yaml = "
+clusters:
+  - {name: c00, capacity: {cpu: 6217m, memory: 6Gi}, allocated: {cpu: 435m}}
+  - {name: c01, capacity: {cpu: 1081m, memory: '0'}, allocated: {cpu: 508m}}
+  - {name: c03, capacity: {cpu: 9789m, memory: 59Gi}, allocated: {cpu: 3817m}}
+workloads:
+  - {name: w, replicas: 8, resources: {cpu: 2762m, memory: 256Mi}, numberOfClusters: 2, replicaScheduling: {type: Divided, division: Aggregated}}
+";
+    let mut placer = Placer::new(parse(yaml)).expect("valid");
+    let mut w = workload(&placer, "w");
+    let before = placer.plan().get(&WorkloadKey::new("default", "w")).map(|p| p.message.clone());
+    w.resources.insert("cpu".into(), tmc_core::Quantity::parse("479m").expect("quantity"));
+    let mut reference = placer.input();
+    reference.workloads[0] = w.clone();
+    let update = placer.upsert_workload(w).expect("valid");
+    assert_eq!(
+        placer.plan().placements,
+        solve(&reference).expect("valid").placements,
+        "after {update:?} (before: {before:?})"
+    );
+    let message = placer.plan().get(&WorkloadKey::new("default", "w")).map(|p| p.message.clone()).unwrap_or_default();
+    assert!(message.contains("insufficient memory"), "{update:?}: {message}");
+}

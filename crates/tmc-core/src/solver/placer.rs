@@ -609,7 +609,8 @@ impl Placer {
         // The solver's fleet as this workload sees it, from the cached cluster table.
         let fleet = Fleet::for_workloads(&self.clusters, &[w], &self.table);
         let filters = Filters::compile(&[w], &fleet.clusters, self.now);
-        let wc = WorkloadCtx::new(0, w, &fleet, &filters, self.plan.get(key));
+        // Explained once, at the end, as the full solve explains it.
+        let wc = WorkloadCtx::new(0, w, &fleet, &filters, self.plan.get(key)).explained_later();
         let nr = fleet.resources.len();
         let n_clusters = fleet.clusters.len();
         let old_demand = old.map(nano_demand).unwrap_or_default();
@@ -646,7 +647,7 @@ impl Placer {
             None => {
                 // The full solve's improvement step regroups a workload without previous
                 // decisions that numberOfClusters holds back; nothing else moves for it (every
-                // other workload keeps its decisions there). Only the outcome kept is explained.
+                // other workload keeps its decisions there).
                 let mut fresh = wc.place_fresh_unexplained(&fleet, &filters, &others);
                 // The full solve preempts for a short preemptor as soon as it is placed, before
                 // the improvement step could regroup it into room without evicting anyone.
@@ -662,12 +663,18 @@ impl Placer {
                     left.extend(fresh.counts.iter().map(|&(c, _)| c));
                     fresh = regrouped;
                 }
-                if !wc.terms.is_empty() {
-                    wc.explain(&fleet, &filters, &others, &[], &mut fresh);
-                }
                 fresh
             }
         };
+        // Against the plan as it ends, its own replicas included, as the full solve does: an
+        // extension that kept the old replicas reports them, and no attempt explained them (one
+        // that placed everything by moving them explained nothing).
+        let mut outcome = outcome;
+        if !outcome.complete && !wc.terms.is_empty() {
+            let mut usage = others.clone();
+            fleet.add(&mut usage, &outcome.counts, &wc.demand);
+            wc.explain_final(&fleet, &filters, &usage, &mut outcome);
+        }
         if !outcome.complete && w.preemption == Preemption::PreemptLowerPriority {
             return None;
         }
