@@ -1294,6 +1294,39 @@ workloads:
 }
 
 #[test]
+fn stable_when_an_extension_stops_short_of_a_second_one() {
+    // w02 (skew 0 over regions and zones) was 2 + 2 when the last pass extended it; that
+    // extension stopped at 4 + 4, one from 4 + 4 reaches 5 + 5. The next solve, extending the
+    // 4 + 4 it kept, reached 5 + 5, after which w00 (a preemptor) could grow by preempting w04
+    // on c00. The last pass now extends until an extension gains nothing.
+    let yaml = "
+clusters:
+  - {name: c00, location: {provider: aws, region: r0, zone: z0}, capacity: {cpu: '1', memory: 1Gi}}
+  - {name: c01, location: {provider: aws, region: r1, zone: z1}, capacity: {cpu: '6', memory: 7Gi}}
+  - {name: c02, location: {provider: aws, region: r0, zone: z2}, capacity: {cpu: '5', memory: 8Gi}}
+  - {name: c03, location: {provider: aws, region: r1, zone: z0}, capacity: {cpu: '7', memory: 6Gi}}
+  - {name: c04, location: {provider: aws, region: r0, zone: z1}, capacity: {cpu: '3', memory: 7Gi}}
+workloads:
+  - {name: w00, replicas: 9, resources: {cpu: 500m, memory: 768Mi}, spreadConstraints: [{topologyKey: region, maxSkew: 0}, {topologyKey: zone, maxSkew: 0}], replicaScheduling: {type: Divided, division: Weighted, maxReplicasPerCluster: 2}, preemption: PreemptLowerPriority}
+  - {name: w01, replicas: 9, resources: {cpu: 750m, memory: 1Gi}, clusterAffinity: {clusterNames: [c04]}, spreadConstraints: [{topologyKey: provider, minGroups: 3, maxGroups: 5}, {topologyKey: zone, minGroups: 3, maxGroups: 3, maxSkew: 0}], replicaScheduling: {type: Divided, division: Dynamic}}
+  - {name: w02, replicas: 10, resources: {cpu: 500m, memory: 1Gi}, spreadConstraints: [{topologyKey: region, maxSkew: 0}, {topologyKey: zone, maxSkew: 0}], replicaScheduling: {type: Divided, division: Weighted}, priority: 2}
+  - {name: w03, replicas: 10, resources: {cpu: 500m, memory: 512Mi}, clusterAffinity: {clusterNames: [c04]}, replicaScheduling: {type: Divided, division: Dynamic, maxReplicasPerCluster: 3}, priority: -1}
+  - {name: w04, replicas: 7, resources: {cpu: 500m, memory: 768Mi}, clusterAffinity: {clusterNames: [c00]}, spreadConstraints: [{topologyKey: region, maxSkew: 0}, {topologyKey: zone, maxSkew: 0}], replicaScheduling: {type: Divided, division: Weighted}, priority: -1}
+";
+    assert_plan_is_stable(yaml);
+    check(
+        yaml,
+        "
+default/w00 PartiallyScheduled c00=1 c01=1 c03=2 c04=2
+default/w01 Unschedulable
+default/w02 Scheduled c01=5 c02=5
+default/w03 PartiallyScheduled c04=3
+default/w04 Unschedulable
+",
+    );
+}
+
+#[test]
 fn stable_when_a_preemption_gains_less_than_it_evicts_for() {
     // w02 (a preemptor, skew 0 over regions and zones) was short by 4; the last pass evicted all
     // three of w03's replicas on c01 for it, but the skew let it use one there (8 of 10), and

@@ -41,7 +41,8 @@
 //! A final pass does, in placement order, what the next solve does first: every incomplete
 //! workload (and every Duplicated one that takes all clusters) is extended as its own previous
 //! decision wherever one more unit fits (placing is not monotone in free capacity, so a workload
-//! that stopped short when it was placed can extend on the fuller fleet), then a preemptor still
+//! that stopped short when it was placed can extend on the fuller fleet; nor is extending, so it
+//! extends again until that gains nothing), then a preemptor still
 //! short preempts where it could place more with the later workloads gone, again while that
 //! gains (a preemption sized per cluster can gain less than it evicted for).
 //!
@@ -985,6 +986,17 @@ fn settle(board: &mut Board<'_>, usage: &mut Usage, outcomes: &mut [Outcome]) {
             fleet.remove(&mut others, &o.counts, &wc.demand);
             let kept = Kept { term: o.term, counts: o.counts.clone(), complete: false, degraded: false };
             let mut grown = extend(&wc.as_decided(&o.counts), fleet, filters, &others, kept);
+            // Extending is not monotone either (a Weighted split under maxSkew 0 repaired from
+            // 2 + 2 can stop at 4 + 4 where one from 4 + 4 reaches 5 + 5), and the next solve
+            // extends from what this leaves: extend again until it stops gaining.
+            while !grown.complete && grown.placed() > o.placed() {
+                let kept = Kept { term: grown.term, counts: grown.counts.clone(), complete: false, degraded: false };
+                let again = extend(&wc.as_decided(&grown.counts), fleet, filters, &others, kept);
+                if again.placed() <= grown.placed() {
+                    break;
+                }
+                grown = again;
+            }
             // The next solve extends it into every cluster with room whatever the guards say
             // (they are this step's), so it grows here too.
             if grown.placed() > o.placed() {
