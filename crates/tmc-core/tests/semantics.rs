@@ -1426,6 +1426,29 @@ workloads:
     );
 }
 
+/// A trade's blocker that comes back smaller makes room in turn. `r` may only use `a`, where
+/// `big` (Aggregated, placed first) sits; `big` could go to `b`, but `low` fills it. A trade
+/// that only moves `big` loses more than `r` gains (4 x 3 against 4 x 2); with `big` displacing
+/// `low` on `b`, `r` gains 8 and `low` loses 4.
+#[test]
+fn a_blocker_that_comes_back_smaller_displaces_lower_priorities() {
+    check(
+        "
+clusters:
+  - {name: a, capacity: {cpu: '4'}}
+  - {name: b, capacity: {cpu: '4'}}
+workloads:
+  - {name: big, priority: 2, replicas: 4, resources: {cpu: '1'}, replicaScheduling: {type: Divided, division: Aggregated}}
+  - {name: r, priority: 1, replicas: 4, resources: {cpu: '1'}, clusterAffinity: {clusterNames: [a]}}
+  - {name: low, replicas: 4, resources: {cpu: '1'}}
+",
+        "
+        default/big Scheduled b=4
+        default/low Unschedulable
+        default/r Scheduled a=4",
+    );
+}
+
 /// An incomplete workload is explained against the plan as it ends. `r` is first placed on the
 /// cheapest cluster `a`, where one replica fits, and then regrouped onto `b`, which holds both;
 /// `x` (no cluster has a GPU) was explained while `r` still sat on `a`, and said `a` had too
