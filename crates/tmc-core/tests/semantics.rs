@@ -1327,6 +1327,37 @@ default/w04 Unschedulable
 }
 
 #[test]
+fn stable_when_a_rebalancing_workload_leaves_room_an_earlier_one_grows_into() {
+    // w01 (one cluster) was regrouped onto c04, where w00's two replicas left room for 3 of its
+    // 6; w00 (fresh, rebalance Always) then followed its target and left c04 with one, so the
+    // next solve extended w01 to 4 there before moving w00 again. The last pass now grows into
+    // that room and follows the targets again.
+    let yaml = "
+clusters:
+  - {name: c00, capacity: {cpu: 7688m, memory: '0'}}
+  - {name: c01, capacity: {cpu: '0'}, ready: false}
+  - {name: c02, capacity: {cpu: 10712m, memory: 3Gi}, allocated: {cpu: 2785m}}
+  - {name: c03, capacity: {cpu: '0'}, ready: false}
+  - {name: c04, capacity: {cpu: 11592m, memory: 6Gi}, allocated: {cpu: 1970m}}
+  - {name: c05, capacity: {cpu: 2701m, memory: '0'}, allocated: {cpu: 270m}}
+  - {name: c06, capacity: {cpu: 4344m, memory: 2Gi}, allocated: {cpu: 1650m}}
+workloads:
+  - {name: w00, replicas: 5, resources: {cpu: 1999m, memory: '0'}, prioritizers: [{name: MostAllocated, weight: 1}], rebalance: {policy: Always}}
+  - {name: w01, priority: 1, replicas: 6, resources: {cpu: 1407m, memory: 1280Mi}, numberOfClusters: 1, replicaScheduling: {type: Divided, division: Weighted}, prioritizers: [{name: Balance, weight: 0}]}
+  - {name: w02, replicas: 0, replicaScheduling: {type: Divided, division: Weighted}}
+";
+    assert_plan_is_stable(yaml);
+    check(
+        yaml,
+        "
+default/w00 Scheduled c00=2 c02=2 c05=1
+default/w01 PartiallyScheduled c04=4
+default/w02 Scheduled
+",
+    );
+}
+
+#[test]
 fn stable_when_a_preemption_gains_less_than_it_evicts_for() {
     // w02 (a preemptor, skew 0 over regions and zones) was short by 4; the last pass evicted all
     // three of w03's replicas on c01 for it, but the skew let it use one there (8 of 10), and

@@ -305,7 +305,68 @@ pub(crate) fn improve<'s>(
     let mut regroups = REGROUP_CLUSTER_VISITS / fleet.clusters.len().max(1);
     regroup(&mut board, usage, outcomes, &mut regroups);
     settle(&mut board, usage, outcomes);
-    follow_rebalance_targets(contexts, fleet, filters, usage, outcomes, board.first_changed);
+    // A rebalancing workload that follows its target can leave room an incomplete workload
+    // grows into on the next solve, which extends it before the rebalancing one moves (and so
+    // moves that one's target): grow and follow again while the following moves anything.
+    let mut moved = follow_rebalance_targets(contexts, fleet, filters, usage, outcomes, board.first_changed);
+    for _ in 0..FOLLOW_ROUNDS {
+        let Some(grown) = moved.and_then(|_| grow_into_room(contexts, fleet, filters, usage, outcomes)) else {
+            break;
+        };
+        moved = follow_rebalance_targets(contexts, fleet, filters, usage, outcomes, grown);
+    }
+}
+
+/// Rounds of growing into room that rebalancing workloads left and following their targets
+/// again, at most.
+const FOLLOW_ROUNDS: usize = 4;
+
+/// Every incomplete workload that does not rebalance grows, in placement order, where one more
+/// unit fits on a cluster it may grow on, extended as its own previous decision until that gains
+/// nothing (as the next solve would extend it). Returns the first that grew.
+fn grow_into_room(
+    contexts: &[WorkloadCtx<'_>],
+    fleet: &Fleet<'_>,
+    filters: &Filters<'_>,
+    usage: &mut Usage,
+    outcomes: &mut [Outcome],
+) -> Option<usize> {
+    let mut first = None;
+    let mut rooms: BTreeMap<RoomKey, Vec<u64>> = BTreeMap::new();
+    for (x, wc) in contexts.iter().enumerate() {
+        let o = &outcomes[x];
+        if o.complete || wc.w.rebalance.policy != RebalancePolicy::Never {
+            continue;
+        }
+        let key = (wc.demand.0.clone(), unit_of(wc));
+        let room = rooms.entry(key).or_insert_with(|| room_bits(fleet, usage, &wc.demand, unit_of(wc)));
+        if !filters.mask(wc.filters[o.term]).open_in(room).any(|c| may_grow_on(wc, filters, o, c)) {
+            continue;
+        }
+        let mut others = usage.clone();
+        fleet.remove(&mut others, &o.counts, &wc.demand);
+        let mut grown = o.clone();
+        loop {
+            let kept = Kept { term: grown.term, counts: grown.counts.clone(), complete: false, degraded: false };
+            let again = extend(&wc.as_decided(&grown.counts), fleet, filters, &others, kept);
+            if again.placed() <= grown.placed() {
+                break;
+            }
+            grown = again;
+            if grown.complete {
+                break;
+            }
+        }
+        if grown.placed() > o.placed() {
+            rooms.clear();
+            fleet.remove(usage, &o.counts, &wc.demand);
+            fleet.add(usage, &grown.counts, &wc.demand);
+            grown.events = std::mem::take(&mut outcomes[x].events);
+            outcomes[x] = grown;
+            first = first.or(Some(x));
+        }
+    }
+    first
 }
 
 /// Blocker trials: for each incomplete workload, takes up to a few blockers out, grows the
@@ -1276,7 +1337,8 @@ fn preempt_as_next_solve(board: &mut Board<'_>, usage: &mut Usage, outcomes: &mu
 /// A fresh workload that rebalances was placed where it would go against the workloads placed
 /// before it, which is where the next solve measures its rebalance target. Moves above can change
 /// what is before it; each such workload goes now where the next solve would move it, in
-/// placement order (a move changes what is before the later ones).
+/// placement order (a move changes what is before the later ones). Returns the first that
+/// moved.
 fn follow_rebalance_targets(
     contexts: &[WorkloadCtx<'_>],
     fleet: &Fleet<'_>,
@@ -1284,9 +1346,10 @@ fn follow_rebalance_targets(
     usage: &mut Usage,
     outcomes: &mut [Outcome],
     first_changed: usize,
-) {
+) -> Option<usize> {
+    let mut moved = None;
     if first_changed >= contexts.len() {
-        return;
+        return moved;
     }
     let mut before = fleet.empty_usage();
     for (x, wc) in contexts.iter().enumerate() {
@@ -1302,10 +1365,12 @@ fn follow_rebalance_targets(
                 fleet.add(usage, &target.counts, &wc.demand);
                 target.events.append(&mut outcomes[x].events);
                 outcomes[x] = target;
+                moved = moved.or(Some(x));
             }
         }
         fleet.add(&mut before, &outcomes[x].counts, &wc.demand);
     }
+    moved
 }
 
 /// Whether workload `wc`, left with outcome `o`, may preempt on the next solve: it is incomplete
