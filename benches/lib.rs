@@ -28,12 +28,14 @@ impl Case {
         format!("{}_x_{}/{level}", short(self.workloads), short(self.clusters))
     }
 
-    /// The generated input of this case (deterministic, seed [`SEED`]).
+    /// The generated input of this case (deterministic, seed [`SEED`], or the `SEED`
+    /// environment variable where set: checking that a change holds beyond one input).
     pub fn input(&self) -> PlacementInput {
+        let seed = std::env::var("SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(SEED);
         generate(&GenerateConfig {
             clusters: self.clusters,
             workloads: self.workloads,
-            seed: SEED,
+            seed,
             contention: self.contention,
         })
     }
