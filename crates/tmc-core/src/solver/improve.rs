@@ -325,6 +325,34 @@ pub(crate) fn improve<'s>(
 /// again, at most.
 const FOLLOW_ROUNDS: usize = 4;
 
+/// Outcome `o` of workload `wc` extended as its own previous decision on top of `others`, as the
+/// next solve extends what it keeps, and again until an extension gains nothing: extending is
+/// not monotone either (a Weighted split under maxSkew 0 extended from 2 + 2 can stop at 4 + 4
+/// where one from 4 + 4 reaches 5 + 5), and the next solve extends from what this leaves.
+/// A copy of `o` when nothing gains.
+fn extended_fully(
+    wc: &WorkloadCtx<'_>,
+    fleet: &Fleet<'_>,
+    filters: &Filters<'_>,
+    others: &Usage,
+    o: &Outcome,
+) -> Outcome {
+    let mut grown = o.clone();
+    loop {
+        // A Duplicated workload that takes every cluster is complete and still grows onto
+        // clusters with room.
+        let kept = Kept { term: grown.term, counts: grown.counts.clone(), complete: false, degraded: false };
+        let again = extend(&wc.as_decided(&grown.counts), fleet, filters, others, kept);
+        if again.placed() <= grown.placed() {
+            return grown;
+        }
+        grown = again;
+        if grown.complete {
+            return grown;
+        }
+    }
+}
+
 /// Every incomplete workload that does not rebalance grows, in placement order, where one more
 /// unit fits on a cluster it may grow on, extended as its own previous decision until that gains
 /// nothing (as the next solve would extend it). Returns the first that grew.
@@ -349,18 +377,7 @@ fn grow_into_room(
         }
         let mut others = usage.clone();
         fleet.remove(&mut others, &o.counts, &wc.demand);
-        let mut grown = o.clone();
-        loop {
-            let kept = Kept { term: grown.term, counts: grown.counts.clone(), complete: false, degraded: false };
-            let again = extend(&wc.as_decided(&grown.counts), fleet, filters, &others, kept);
-            if again.placed() <= grown.placed() {
-                break;
-            }
-            grown = again;
-            if grown.complete {
-                break;
-            }
-        }
+        let mut grown = extended_fully(wc, fleet, filters, &others, o);
         if grown.placed() > o.placed() {
             rooms.clear();
             fleet.remove(usage, &o.counts, &wc.demand);
@@ -1199,19 +1216,7 @@ fn settle(board: &mut Board<'_>, usage: &mut Usage, outcomes: &mut [Outcome]) {
         if grows {
             let mut others = usage.clone();
             fleet.remove(&mut others, &o.counts, &wc.demand);
-            let kept = Kept { term: o.term, counts: o.counts.clone(), complete: false, degraded: false };
-            let mut grown = extend(&wc.as_decided(&o.counts), fleet, filters, &others, kept);
-            // Extending is not monotone either (a Weighted split under maxSkew 0 repaired from
-            // 2 + 2 can stop at 4 + 4 where one from 4 + 4 reaches 5 + 5), and the next solve
-            // extends from what this leaves: extend again until it stops gaining.
-            while !grown.complete && grown.placed() > o.placed() {
-                let kept = Kept { term: grown.term, counts: grown.counts.clone(), complete: false, degraded: false };
-                let again = extend(&wc.as_decided(&grown.counts), fleet, filters, &others, kept);
-                if again.placed() <= grown.placed() {
-                    break;
-                }
-                grown = again;
-            }
+            let mut grown = extended_fully(wc, fleet, filters, &others, o);
             // The next solve extends it into every cluster with room whatever the guards say
             // (they are this step's), so it grows here too.
             if grown.placed() > o.placed() {
