@@ -382,7 +382,7 @@ fn grow_into_room(
             rooms.clear();
             fleet.remove(usage, &o.counts, &wc.demand);
             fleet.add(usage, &grown.counts, &wc.demand);
-            grown.events = std::mem::take(&mut outcomes[x].events);
+            grown.events.append(&mut outcomes[x].events);
             outcomes[x] = grown;
             first = first.or(Some(x));
         }
